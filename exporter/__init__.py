@@ -1,0 +1,8 @@
+"""runloop-exporter: Prometheus metrics for Runloop benchmark runs."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("runloop-exporter")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,5 @@
+"""Placeholder entry point until the exporter lands."""
+
+
+def main() -> None:
+    raise SystemExit(0)
