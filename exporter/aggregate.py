@@ -1,0 +1,202 @@
+"""Runs in, per-benchmark figures out.
+
+Finished runs never change, so their figures are kept as add-only totals (`Totals`): a sync can add
+the runs it learns of without ever re-reading history. Running runs are kept one small record each
+(`RunningRun`), because they will change. `build_snapshot` freezes both into a `Snapshot` that the
+collector renders; a snapshot is never modified, so it can be read by any number of scrapes at once.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from exporter.models import KNOWN_STATES, RUNNING, TERMINAL_STATES, Run
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class GroupKey:
+    """What one set of series is about: a benchmark (None for runs outside any) and extra labels."""
+
+    benchmark_id: str | None
+    labels: Labels = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunningRun:
+    """All that is kept of a run still running: enough to count it and to age the oldest one."""
+
+    id: str
+    key: GroupKey
+    start_ms: int
+
+
+@dataclass(slots=True)
+class Histogram:
+    """A cumulative-free histogram: `counts[i]` holds observations in bucket i, the last one +Inf."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        """Add one observation (`le` semantics: a value equal to a bound falls in that bound's bucket)."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def freeze(self) -> HistogramView:
+        """An immutable view with cumulative bucket counts, as Prometheus exposes them."""
+        cumulative = []
+        running = 0
+        for count in self.counts:
+            running += count
+            cumulative.append(running)
+        return HistogramView(self.bounds, tuple(cumulative), self.total)
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramView:
+    """Frozen histogram: `cumulative[i]` counts observations <= bounds[i]; the last entry is +Inf."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    total: float
+
+    @property
+    def count(self) -> int:
+        """Number of observations."""
+        return self.cumulative[-1]
+
+
+@dataclass(slots=True)
+class GroupTotals:
+    """Add-only figures over the finished runs of one group."""
+
+    finished: dict[str, int]
+    durations: dict[str, Histogram]
+    scores: Histogram
+    last_completed_end_ms: int | None = None
+    last_completed_score: float | None = None
+
+
+class Totals:
+    """Figures over finished runs, per group; add-only so that syncs can extend them."""
+
+    def __init__(self, score_buckets: tuple[float, ...], duration_buckets: tuple[float, ...]) -> None:
+        self.score_buckets = score_buckets
+        self.duration_buckets = duration_buckets
+        self.groups: dict[GroupKey, GroupTotals] = {}
+        self.finished_runs = 0
+
+    def group(self, key: GroupKey) -> GroupTotals:
+        """The totals of one group, created empty on first use."""
+        totals = self.groups.get(key)
+        if totals is None:
+            totals = GroupTotals(
+                finished={},
+                durations={state: Histogram(self.duration_buckets) for state in TERMINAL_STATES},
+                scores=Histogram(self.score_buckets),
+            )
+            self.groups[key] = totals
+        return totals
+
+    def add(self, run: Run, key: GroupKey) -> None:
+        """Count one run that is no longer running (a terminal state, or a state new to us)."""
+        totals = self.group(key)
+        totals.finished[run.state] = totals.finished.get(run.state, 0) + 1
+        self.finished_runs += 1
+        if not run.is_terminal:
+            return
+        if run.duration_ms is not None:
+            totals.durations[run.state].observe(run.duration_ms / 1000)
+        if run.state != "completed" or run.score is None:
+            return
+        totals.scores.observe(run.score)
+        end_ms = run.end_ms
+        if end_ms is not None and (
+            totals.last_completed_end_ms is None or end_ms > totals.last_completed_end_ms
+        ):
+            totals.last_completed_end_ms = end_ms
+            totals.last_completed_score = run.score
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    """Everything exported for one group, frozen."""
+
+    key: GroupKey
+    counts: Mapping[str, int]
+    durations: Mapping[str, HistogramView]
+    scores: HistogramView
+    last_completed_score: float | None
+    last_completed_end_s: float | None
+    oldest_running_start_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What /metrics shows between two syncs; never modified after it is built."""
+
+    groups: tuple[GroupView, ...]
+    benchmark_names: Mapping[str, str]
+    runs: int
+
+    @property
+    def benchmark_ids(self) -> frozenset[str]:
+        """Benchmarks that have runs."""
+        return frozenset(g.key.benchmark_id for g in self.groups if g.key.benchmark_id is not None)
+
+
+def build_snapshot(
+    totals: Totals, running: Iterable[RunningRun], benchmark_names: Mapping[str, str]
+) -> Snapshot:
+    """Freeze finished totals and the running runs into one snapshot."""
+    running_count: dict[GroupKey, int] = {}
+    oldest: dict[GroupKey, int] = {}
+    for run in running:
+        running_count[run.key] = running_count.get(run.key, 0) + 1
+        if run.key not in oldest or run.start_ms < oldest[run.key]:
+            oldest[run.key] = run.start_ms
+
+    empty = GroupTotals(
+        finished={},
+        durations={state: Histogram(totals.duration_buckets) for state in TERMINAL_STATES},
+        scores=Histogram(totals.score_buckets),
+    )
+    views = []
+    for key in sorted(set(totals.groups) | set(running_count), key=_sort_key):
+        group = totals.groups.get(key, empty)
+        counts = dict.fromkeys(KNOWN_STATES, 0)
+        counts.update(group.finished)
+        counts[RUNNING] = running_count.get(key, 0)
+        end_ms = group.last_completed_end_ms
+        start_ms = oldest.get(key)
+        views.append(
+            GroupView(
+                key=key,
+                counts=counts,
+                durations={state: hist.freeze() for state, hist in group.durations.items()},
+                scores=group.scores.freeze(),
+                last_completed_score=group.last_completed_score,
+                last_completed_end_s=None if end_ms is None else end_ms / 1000,
+                oldest_running_start_s=None if start_ms is None else start_ms / 1000,
+            )
+        )
+    ids = {v.key.benchmark_id for v in views if v.key.benchmark_id is not None}
+    names = {bid: name for bid, name in benchmark_names.items() if bid in ids}
+    return Snapshot(
+        groups=tuple(views),
+        benchmark_names=names,
+        runs=totals.finished_runs + sum(running_count.values()),
+    )
+
+
+def _sort_key(key: GroupKey) -> tuple[str, Labels]:
+    return (key.benchmark_id or "", key.labels)

@@ -1,0 +1,367 @@
+"""A small client for Runloop's benchmark-run endpoints, on httpx.
+
+Exceptions, so that callers catch the level they can act on::
+
+    RunloopError                 anything that made a request or a sync fail
+    ├── AuthError                401/403: the key was refused; retrying will not help
+    ├── TransientError           network failures, timeouts, 408/409/429/5xx, after retries ran out
+    │   └── RateLimitedError     429, or a request held back because Retry-After has not expired
+    ├── BadResponseError         a body that is not JSON or not of the documented shape
+    ├── PaginationError          the cursor does not advance; paging stopped after a bounded number of pages
+    ├── ApiError                 any other unexpected status (400, 404 on a list, ...)
+    └── CancelledError           the exporter is shutting down, or the sync ran past its deadline
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import random
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from exporter import __version__
+
+RUNS_PATH = "/v1/benchmark_runs"
+RUN_PATH = "/v1/benchmark_runs/{id}"
+BENCHMARK_PATH = "/v1/benchmarks/{id}"
+BENCHMARKS_PATH = "/v1/benchmarks"
+
+USER_AGENT = f"runloop-exporter/{__version__}"
+_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+_MAX_RETRY_AFTER_S = 60.0
+
+
+class RunloopError(Exception):
+    """Base of every error the client raises."""
+
+
+class AuthError(RunloopError):
+    """The API refused the key (401 or 403)."""
+
+
+class TransientError(RunloopError):
+    """A failure that may pass: network, timeout, 408/409/429/5xx.
+
+    `retry_after` is the server's own Retry-After in seconds when it gave one we honour.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(TransientError):
+    """Runloop asked us to wait (429); `retry_at` is the monotonic time before which nothing is sent."""
+
+    def __init__(self, message: str, retry_at: float) -> None:
+        super().__init__(message, None)
+        self.retry_at = retry_at
+
+
+class BadResponseError(RunloopError):
+    """The body was not JSON, or not the documented shape."""
+
+
+class PaginationError(RunloopError):
+    """Paging did not advance (same cursor, repeated page, has_more with nothing more)."""
+
+
+class ApiError(RunloopError):
+    """An unexpected HTTP status that retrying will not fix."""
+
+
+class CancelledError(RunloopError):
+    """Stopped on purpose: shutdown, or the sync's deadline passed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, as Runloop's SDKs do it (1 s doubling up to 60 s, 5 retries)."""
+
+    max_retries: int = 5
+    base_delay_s: float = 1.0
+    max_delay_s: float = 60.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Delay before retry number `attempt` (0-based)."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2**attempt)
+        return rng.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list endpoint, records still raw JSON (validated later, one by one)."""
+
+    records: list[Any]
+    has_more: bool
+    total_count: int | None
+
+
+RequestHook = Callable[[str, str], None]
+"""Called once per HTTP attempt with the endpoint template and the status code (or an error kind)."""
+
+
+def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """Seconds to wait from `Retry-After-Ms`, or `Retry-After` as seconds or an HTTP date; None if absent."""
+    wall_now = time.time() if now is None else now
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            value = float(raw_ms) / 1000
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value):
+            return max(value, 0.0)
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        return max(when.timestamp() - wall_now, 0.0)
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+class RunloopClient:
+    """Talks to Runloop: auth, retries with backoff and Retry-After, cursor paging, a deadline per sync."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key: Callable[[], str],
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        on_request: RequestHook | None = None,
+        on_rate_limited: Callable[[], None] | None = None,
+        stop: threading.Event | None = None,
+        transport: httpx.BaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._key = key
+        self._timeout_s = timeout_s
+        self._retry = retry or RetryPolicy()
+        self._on_request = on_request or (lambda endpoint, code: None)
+        self._on_rate_limited = on_rate_limited or (lambda: None)
+        self._stop = stop or threading.Event()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._not_before = 0.0  # monotonic; set by a 429's Retry-After
+        self.deadline: float | None = None  # monotonic; set per sync by the caller
+        self.requests = 0  # HTTP attempts sent, for the per-sync log line and tests
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        """Close pooled connections (also interrupts nothing in flight; requests have timeouts)."""
+        self._http.close()
+
+    # --- endpoints -------------------------------------------------------------------------------
+
+    def list_runs(
+        self,
+        *,
+        limit: int,
+        starting_after: str | None = None,
+        state: str | None = None,
+        benchmark_id: str | None = None,
+        include_total_count: bool = False,
+    ) -> Page:
+        """One page of `GET /v1/benchmark_runs`."""
+        params: dict[str, str | int] = {"limit": limit}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        if state is not None:
+            params["state"] = state
+        if benchmark_id is not None:
+            params["benchmark_id"] = benchmark_id
+        params["include_total_count"] = "true" if include_total_count else "false"
+        body = self._get_json(RUNS_PATH, RUNS_PATH, params)
+        return _page(body, "runs")
+
+    def iter_runs_pages(
+        self,
+        *,
+        page_size: int,
+        state: str | None = None,
+        benchmark_id: str | None = None,
+        include_total_count: bool = False,
+    ) -> Iterator[Page]:
+        """Every page of a run listing, following the cursor as Runloop's SDKs do.
+
+        Stops when `has_more` is false. Raises PaginationError when the cursor repeats, a page brings
+        nothing new, or `has_more` stays true past what `total_count` allows.
+        """
+        cursor: str | None = None
+        used_cursors: set[str] = set()
+        pages = 0
+        max_pages: int | None = None
+        while True:
+            page = self.list_runs(
+                limit=page_size,
+                starting_after=cursor,
+                state=state,
+                benchmark_id=benchmark_id,
+                include_total_count=include_total_count and cursor is None,
+            )
+            pages += 1
+            if pages == 1 and page.total_count is not None:
+                max_pages = 2 * math.ceil(page.total_count / page_size) + 2
+            yield page
+            if not page.has_more:
+                return
+            next_cursor = _last_id(page.records)
+            if next_cursor is None:
+                raise PaginationError(f"page {pages} says has_more but holds no run id to continue from")
+            if next_cursor in used_cursors or next_cursor == cursor:
+                raise PaginationError(
+                    f"the cursor did not advance after {pages} pages (repeated {next_cursor!r})"
+                )
+            if max_pages is not None and pages >= max_pages:
+                raise PaginationError(
+                    f"has_more still true after {pages} pages, more than total_count allows"
+                )
+            used_cursors.add(next_cursor)
+            cursor = next_cursor
+
+    def get_run(self, run_id: str) -> Any | None:
+        """`GET /v1/benchmark_runs/{id}`: the raw run, or None when it no longer exists."""
+        return self._get_json(RUN_PATH, f"{RUNS_PATH}/{_quote(run_id)}", None, allow_404=True)
+
+    def get_benchmark(self, benchmark_id: str) -> Any | None:
+        """`GET /v1/benchmarks/{id}`: the raw benchmark, or None when it does not exist."""
+        return self._get_json(
+            BENCHMARK_PATH, f"{BENCHMARKS_PATH}/{_quote(benchmark_id)}", None, allow_404=True
+        )
+
+    # --- transport -------------------------------------------------------------------------------
+
+    def _check_time(self) -> None:
+        if self._stop.is_set():
+            raise CancelledError("the exporter is shutting down")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise CancelledError("the sync ran past its deadline")
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep, but wake at once on shutdown; refuse to sleep past the deadline."""
+        if self.deadline is not None and time.monotonic() + seconds >= self.deadline:
+            raise CancelledError("the sync would run past its deadline while backing off")
+        if self._stop.wait(seconds):
+            raise CancelledError("the exporter is shutting down")
+
+    def _get_json(
+        self, endpoint: str, path: str, params: dict[str, Any] | None, *, allow_404: bool = False
+    ) -> Any:
+        attempt = 0
+        while True:
+            self._check_time()
+            wait = self._not_before - time.monotonic()
+            if wait > 0:
+                raise RateLimitedError(
+                    f"Runloop asked us to wait; no request for another {wait:.1f} s", self._not_before
+                )
+            try:
+                return self._send(endpoint, path, params, allow_404=allow_404)
+            except RateLimitedError as exc:
+                error: TransientError = exc
+                delay = max(exc.retry_at - time.monotonic(), 0.0)
+            except TransientError as exc:
+                error = exc
+                delay = (
+                    exc.retry_after if exc.retry_after is not None else self._retry.delay(attempt, self._rng)
+                )
+            if attempt >= self._retry.max_retries:
+                raise error
+            if isinstance(error, RateLimitedError) and delay > _MAX_RETRY_AFTER_S:
+                raise error
+            attempt += 1
+            self._wait(delay)
+
+    def _send(self, endpoint: str, path: str, params: dict[str, Any] | None, *, allow_404: bool) -> Any:
+        timeout = self._timeout_s
+        if self.deadline is not None:
+            timeout = max(min(timeout, self.deadline - time.monotonic()), 0.001)
+        self.requests += 1
+        try:
+            response = self._http.get(
+                path,
+                params=params,
+                headers={"Authorization": f"Bearer {self._key()}"},
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            )
+            content = response.content
+        except httpx.TimeoutException:
+            self._on_request(endpoint, "timeout")
+            raise TransientError(f"{endpoint}: timed out") from None
+        except httpx.TransportError as exc:
+            self._on_request(endpoint, "network_error")
+            raise TransientError(f"{endpoint}: {type(exc).__name__}") from None
+        status = response.status_code
+        self._on_request(endpoint, str(status))
+        if status == 429:
+            self._on_rate_limited()
+            delay = parse_retry_after(response.headers)
+            retry_at = time.monotonic() + (delay if delay is not None else self._retry.delay(0, self._rng))
+            self._not_before = max(self._not_before, retry_at)
+            raise RateLimitedError(f"{endpoint}: rate limited (429)", retry_at)
+        if status in (401, 403):
+            raise AuthError(f"the API key was refused ({status} from {endpoint})")
+        if status == 404 and allow_404:
+            return None
+        if status in _RETRY_STATUSES:
+            raise TransientError(f"{endpoint}: HTTP {status}", _bounded(parse_retry_after(response.headers)))
+        if status != 200:
+            raise ApiError(f"{endpoint}: unexpected HTTP {status}")
+        try:
+            return json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            raise BadResponseError(f"{endpoint}: the body is not valid JSON") from None
+
+
+def _bounded(delay: float | None) -> float | None:
+    """Honour a Retry-After between 0 and 60 s, as the SDKs do; otherwise fall back to backoff."""
+    if delay is None or delay > _MAX_RETRY_AFTER_S:
+        return None
+    return delay
+
+
+def _quote(segment: str) -> str:
+    return urllib.parse.quote(segment, safe="")
+
+
+def _last_id(records: list[Any]) -> str | None:
+    for record in reversed(records):
+        if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"]:
+            return str(record["id"])
+    return None
+
+
+def _page(body: Any, key: str) -> Page:
+    if not isinstance(body, dict):
+        raise BadResponseError("the list body is not a JSON object")
+    records = body.get(key)
+    has_more = body.get("has_more")
+    total = body.get("total_count")
+    if not isinstance(records, list):
+        raise BadResponseError(f"the list body has no '{key}' array")
+    if not isinstance(has_more, bool):
+        raise BadResponseError("the list body has no boolean 'has_more'")
+    if isinstance(total, bool) or not isinstance(total, int | None):
+        total = None
+    return Page(records=records, has_more=has_more, total_count=total)

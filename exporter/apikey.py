@@ -1,0 +1,67 @@
+"""The API key, from the environment or from a file that may be rotated while the exporter runs.
+
+Kubernetes updates a mounted Secret in place; the file is checked (a cheap stat) before each request
+and re-read when it changed, so a rotated key is used without a restart. Every key ever read is
+registered with the log redactor.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import structlog
+from pydantic import SecretStr
+
+from exporter.logs import REDACTOR
+from exporter.settings import read_key_file
+
+log = structlog.get_logger(__name__)
+
+
+class ApiKey:
+    """Callable giving the current key."""
+
+    def __init__(self, value: SecretStr | None = None, path: Path | None = None) -> None:
+        if (value is None) == (path is None):
+            raise ValueError("give exactly one of a key value or a key file")
+        self._path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._key = SecretStr("")
+        if value is not None:
+            self._set(value.get_secret_value())
+        else:
+            self._reload()
+
+    def _set(self, key: str) -> None:
+        REDACTOR.add(key)
+        self._key = SecretStr(key)
+
+    def _reload(self) -> None:
+        assert self._path is not None
+        try:
+            stat = os.stat(self._path)
+            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            if stamp == self._stamp:
+                return
+            key = read_key_file(self._path)
+        except (OSError, ValueError) as exc:
+            if self._key.get_secret_value():
+                log.warning("the API key file cannot be read; keeping the previous key", error=str(exc))
+                return
+            raise
+        if self._stamp is not None and key != self._key.get_secret_value():
+            log.info("the API key file changed; using the new key", path=str(self._path))
+        self._stamp = stamp
+        self._set(key)
+
+    def __call__(self) -> str:
+        if self._path is not None:
+            with self._lock:
+                self._reload()
+        return self._key.get_secret_value()
+
+    def __repr__(self) -> str:
+        return "ApiKey(**********)"

@@ -1,0 +1,146 @@
+"""The part of Runloop's BenchmarkRunView that the exporter uses, validated record by record.
+
+A record that fails validation is reported as `Invalid` with a short machine-readable reason instead
+of raising, so one bad run is skipped and counted while every other figure stays right. The run's
+`environment_variables`, `secrets_provided`, `name` and other fields are never copied out of the JSON.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+RUNNING = "running"
+TERMINAL_STATES = ("completed", "failed", "canceled")
+KNOWN_STATES = (RUNNING, *TERMINAL_STATES)
+
+# A year: a longer run is a broken record, not a slow benchmark.
+MAX_DURATION_MS = 366 * 24 * 3600 * 1000
+# States are short lowercase words; anything else would be a strange label value, not a new state.
+_STATE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Scores are computed as a mean of 0..1 scenario scores; allow float rounding above 1.
+_SCORE_SLACK = 1e-9
+
+INVALID_REASONS = (
+    "not_an_object",
+    "missing_field",
+    "invalid_id",
+    "invalid_state",
+    "invalid_start_time",
+    "invalid_duration",
+    "invalid_score",
+    "invalid_benchmark_id",
+    "invalid_metadata",
+    "duplicate_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One benchmark run, reduced to what the metrics need."""
+
+    id: str
+    benchmark_id: str | None
+    state: str
+    start_ms: int
+    duration_ms: int | None
+    score: float | None
+    metadata: dict[str, str]
+    purpose: str | None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the run can no longer change (known end states only)."""
+        return self.state in TERMINAL_STATES
+
+    @property
+    def end_ms(self) -> int | None:
+        """When the run finished: start + duration, as Runloop reports neither end time nor more."""
+        return None if self.duration_ms is None else self.start_ms + self.duration_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A record that was skipped; `run_id` is its id when it had a usable one."""
+
+    reason: str
+    run_id: str | None
+    detail: str
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _as_int(value: Any) -> int | None:
+    """An integral JSON number as int, else None (floats like 1.0 pass; 1.5, NaN and bools do not)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def parse_run(record: Any) -> Run | Invalid:
+    """Validate one BenchmarkRunView; unknown fields are ignored, required ones enforced."""
+    if not isinstance(record, dict):
+        return Invalid("not_an_object", None, f"a {type(record).__name__} in the runs list")
+    raw_id = record.get("id")
+    if raw_id is None:
+        return Invalid("missing_field", None, "id is missing")
+    if not isinstance(raw_id, str) or not raw_id or len(raw_id) > 256:
+        return Invalid("invalid_id", None, "id is not a non-empty string")
+    run_id = raw_id
+
+    for field in ("state", "start_time_ms", "metadata"):
+        if field not in record:
+            return Invalid("missing_field", run_id, f"{field} is missing")
+
+    state = record["state"]
+    if not isinstance(state, str) or not _STATE_PATTERN.fullmatch(state):
+        return Invalid("invalid_state", run_id, "state is not a lowercase word")
+
+    start_ms = _as_int(record["start_time_ms"])
+    if start_ms is None or start_ms < 0:
+        return Invalid("invalid_start_time", run_id, "start_time_ms is not a non-negative integer")
+
+    duration_ms: int | None = None
+    if record.get("duration_ms") is not None:
+        duration_ms = _as_int(record["duration_ms"])
+        if duration_ms is None or not 0 <= duration_ms <= MAX_DURATION_MS:
+            return Invalid("invalid_duration", run_id, "duration_ms is negative, absurd or not an integer")
+
+    score: float | None = None
+    raw_score = record.get("score")
+    if raw_score is not None:
+        if not _is_number(raw_score) or not math.isfinite(raw_score):
+            return Invalid("invalid_score", run_id, "score is not a finite number")
+        if not -_SCORE_SLACK <= raw_score <= 1 + _SCORE_SLACK:
+            return Invalid("invalid_score", run_id, "score is outside 0..1")
+        score = min(max(float(raw_score), 0.0), 1.0)
+
+    benchmark_id = record.get("benchmark_id")
+    if benchmark_id is not None and not isinstance(benchmark_id, str):
+        return Invalid("invalid_benchmark_id", run_id, "benchmark_id is not a string")
+
+    metadata = record["metadata"]
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        return Invalid("invalid_metadata", run_id, "metadata is not an object of strings")
+
+    purpose = record.get("purpose")
+    return Run(
+        id=run_id,
+        benchmark_id=benchmark_id or None,
+        state=state,
+        start_ms=start_ms,
+        duration_ms=duration_ms,
+        score=score,
+        metadata=metadata,
+        purpose=purpose if isinstance(purpose, str) and purpose else None,
+    )

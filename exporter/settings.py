@@ -1,0 +1,232 @@
+"""Settings from environment variables and command-line flags, validated in one place.
+
+Every setting has an environment variable and a flag; a flag wins over the environment. Validation
+problems are collected and reported as one line per setting, naming both spellings, so an operator
+can fix a Deployment without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+from exporter import __version__
+
+DEFAULT_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# One minute to one day: benchmark runs take minutes to hours.
+DEFAULT_DURATION_BUCKETS = (
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1200.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+    43200.0,
+    86400.0,
+)
+
+LogFormat = Literal["json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; `problems` holds one human-readable line per setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _env(name: str, field: str) -> Any:
+    """Accept the environment variable and the Python field name (used for flags and tests)."""
+    return AliasChoices(field, name)
+
+
+class Settings(BaseSettings):
+    """All settings of the exporter. Names of environment variables are the public contract."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUNLOOP_EXPORTER_",
+        case_sensitive=False,
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    api_key: SecretStr | None = Field(default=None, validation_alias=_env("RUNLOOP_API_KEY", "api_key"))
+    api_key_file: Path | None = Field(
+        default=None, validation_alias=_env("RUNLOOP_API_KEY_FILE", "api_key_file")
+    )
+    base_url: str = Field(
+        default="https://api.runloop.ai", validation_alias=_env("RUNLOOP_BASE_URL", "base_url")
+    )
+    address: str = "0.0.0.0"  # noqa: S104 - an exporter listens on all interfaces by default
+    port: Annotated[int, Field(ge=1, le=65535)] = 9756
+    sync_interval_seconds: Annotated[float, Field(ge=1, le=86400)] = 60.0
+    page_size: Annotated[int, Field(ge=1, le=5000)] = 1000
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
+    log_format: LogFormat = "json"
+    log_level: LogLevel = "info"
+    score_buckets: Annotated[tuple[float, ...], NoDecode] = DEFAULT_SCORE_BUCKETS
+    duration_buckets: Annotated[tuple[float, ...], NoDecode] = DEFAULT_DURATION_BUCKETS
+    demo: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("score_buckets", "duration_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return tuple(float(part) for part in value.split(",") if part.strip())
+            except ValueError:
+                raise ValueError("must be a comma-separated list of numbers, e.g. 0.25,0.5,1") from None
+        return value
+
+    @field_validator("score_buckets", "duration_buckets")
+    @classmethod
+    def _check_buckets(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value:
+            raise ValueError("must list at least one bucket bound")
+        if not all(math.isfinite(b) and b > 0 for b in value):
+            raise ValueError("bucket bounds must be finite numbers above 0")
+        if any(a >= b for a, b in itertools.pairwise(value)):
+            raise ValueError("bucket bounds must be strictly increasing")
+        return value
+
+    @model_validator(mode="after")
+    def _check_key(self) -> Settings:
+        if self.demo:
+            return self
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("give RUNLOOP_API_KEY or RUNLOOP_API_KEY_FILE, not both")
+        if self.api_key is None and self.api_key_file is None:
+            raise ValueError("RUNLOOP_API_KEY or RUNLOOP_API_KEY_FILE is required (or --demo)")
+        if self.api_key is not None and not self.api_key.get_secret_value().strip():
+            raise ValueError("RUNLOOP_API_KEY is empty")
+        if self.api_key_file is not None:
+            read_key_file(self.api_key_file)
+        return self
+
+
+def read_key_file(path: Path) -> str:
+    """Read a key from a file such as a mounted Kubernetes Secret; surrounding whitespace is ignored."""
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"RUNLOOP_API_KEY_FILE cannot be read: {exc.strerror or exc}") from None
+    if not key:
+        raise ValueError("RUNLOOP_API_KEY_FILE is empty")
+    return key
+
+
+@dataclass(frozen=True)
+class _Option:
+    field: str
+    env: str
+    flag: str
+    help: str
+    metavar: str = "VALUE"
+
+
+def _opt(field: str, help_text: str, env: str | None = None, metavar: str = "VALUE") -> _Option:
+    return _Option(
+        field=field,
+        env=env or f"RUNLOOP_EXPORTER_{field.upper()}",
+        flag="--" + field.replace("_", "-"),
+        help=help_text,
+        metavar=metavar,
+    )
+
+
+OPTIONS: tuple[_Option, ...] = (
+    _opt("api_key", "Runloop API key (prefer the file or the environment)", "RUNLOOP_API_KEY", "KEY"),
+    _opt("api_key_file", "file holding the API key, re-read when it changes", "RUNLOOP_API_KEY_FILE", "PATH"),
+    _opt("base_url", "Runloop API base URL (default https://api.runloop.ai)", "RUNLOOP_BASE_URL", "URL"),
+    _opt("address", "address to listen on (default 0.0.0.0)", metavar="ADDR"),
+    _opt("port", "port to listen on (default 9756)", metavar="PORT"),
+    _opt("sync_interval_seconds", "seconds between syncs with the API (default 60)", metavar="SECONDS"),
+    _opt("page_size", "runs per API page, 1..5000 (default 1000)", metavar="N"),
+    _opt("request_timeout_seconds", "timeout of one API request (default 30)", metavar="SECONDS"),
+    _opt("log_format", "json or console (default json)", metavar="FORMAT"),
+    _opt("log_level", "debug, info, warning or error (default info)", metavar="LEVEL"),
+    _opt("score_buckets", "comma-separated score histogram bounds", metavar="LIST"),
+    _opt("duration_buckets", "comma-separated duration histogram bounds in seconds", metavar="LIST"),
+)
+_BY_FIELD = {option.field: option for option in OPTIONS}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so errors share one format."""
+
+    def error(self, message: str) -> Any:
+        raise SettingsError([message])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface; every flag mirrors an environment variable."""
+    parser = _Parser(
+        prog="runloop-exporter",
+        description="Prometheus exporter for Runloop benchmark runs. "
+        "Every flag can also be set by the environment variable shown.",
+    )
+    parser.add_argument("--version", action="version", version=f"runloop-exporter {__version__}")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=None,
+        help="serve metrics of a built-in simulated Runloop account (no key needed)",
+    )
+    for option in OPTIONS:
+        parser.add_argument(
+            option.flag, dest=option.field, metavar=option.metavar, help=f"{option.help} [{option.env}]"
+        )
+    return parser
+
+
+def describe(field: str) -> str:
+    """How an operator spells a setting: environment variable and flag."""
+    option = _BY_FIELD.get(field)
+    if option is None:
+        return f"--{field.replace('_', '-')}"
+    return f"{option.env} ({option.flag})"
+
+
+def _format_error(error: Any) -> str:
+    location = [str(part) for part in error.get("loc", ()) if not str(part).isdigit()]
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    if not location:
+        return message
+    field = location[0]
+    return f"{describe(field)}: {message}"
+
+
+def load_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Parse flags, merge them over the environment and validate; raise SettingsError listing all problems."""
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    given = {key: value for key, value in vars(args).items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = list(dict.fromkeys(_format_error(error) for error in exc.errors()))
+        raise SettingsError(problems) from None
+    except SourceError as exc:  # a value the environment source itself could not decode
+        raise SettingsError([str(exc)]) from None

@@ -1,0 +1,78 @@
+"""The exporter's own metrics: is Runloop reachable, how syncs go, what they cost.
+
+These are instrumented directly (counters and gauges updated as things happen) in a registry of their
+own, separate from the benchmark-run figures, which come from immutable snapshots.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.metrics import disable_created_metrics
+
+from exporter import __version__
+from exporter.api import BENCHMARK_PATH, BENCHMARKS_PATH, RUN_PATH, RUNS_PATH
+from exporter.models import INVALID_REASONS
+
+# `_created` series double the counter lines and no dashboard of ours reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+SYNC_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Telemetry:
+    """Self-metrics, one instance per exporter process (tests make their own)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.up = Gauge(
+            "runloop_up", "1 when the last sync with Runloop's API succeeded, else 0.", registry=r
+        )
+        self.last_success = Gauge(
+            "runloop_exporter_last_successful_sync_timestamp_seconds",
+            "When the last successful sync ended (0 before the first).",
+            registry=r,
+        )
+        self.sync_duration = Histogram(
+            "runloop_exporter_sync_duration_seconds",
+            "How long syncs with Runloop's API take, successful or not.",
+            buckets=SYNC_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.syncs = Counter(
+            "runloop_exporter_syncs", "Syncs with Runloop's API, by result.", ["result"], registry=r
+        )
+        self.api_requests = Counter(
+            "runloop_exporter_api_requests",
+            "Requests sent to Runloop's API, by endpoint and HTTP status (or timeout/network_error).",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "runloop_exporter_rate_limited",
+            "Answers of 429 Too Many Requests from Runloop's API.",
+            registry=r,
+        )
+        self.invalid_records = Counter(
+            "runloop_exporter_invalid_records",
+            "Run records skipped as invalid, by reason; each record is counted once.",
+            ["reason"],
+            registry=r,
+        )
+        self.sync_runs = Gauge(
+            "runloop_exporter_runs", "Runs known after the last successful sync.", registry=r
+        )
+        Gauge(
+            "runloop_exporter_build_info", "Version of the exporter; always 1.", ["version"], registry=r
+        ).labels(__version__).set(1)
+        for result in ("success", "failure"):
+            self.syncs.labels(result)
+        for reason in INVALID_REASONS:
+            self.invalid_records.labels(reason)
+        for endpoint in (RUNS_PATH, RUN_PATH, BENCHMARK_PATH, BENCHMARKS_PATH):
+            self.api_requests.labels(endpoint, "200")
+
+    def count_request(self, endpoint: str, code: str) -> None:
+        """Hook for the API client: one HTTP attempt."""
+        self.api_requests.labels(endpoint, code).inc()

@@ -1,0 +1,66 @@
+"""Aggregation: totals over finished runs plus running runs, frozen into snapshots."""
+
+from __future__ import annotations
+
+from exporter.aggregate import GroupKey, Histogram, RunningRun, Totals, build_snapshot
+from exporter.models import Run
+
+SCORES = (0.5, 1.0)
+DURATIONS = (60.0, 3600.0)
+
+
+def run(
+    state: str, *, bid: str | None = "b1", start: int = 0, dur: int | None = None, score: float | None = None
+) -> Run:
+    return Run("r", bid, state, start, dur, score, {}, None)
+
+
+def test_histogram_le_semantics() -> None:
+    h = Histogram((1.0, 2.0))
+    for v in (0.5, 1.0, 1.5, 2.0, 9.0):
+        h.observe(v)
+    view = h.freeze()
+    assert view.cumulative == (2, 4, 5)
+    assert view.total == 14.0
+    assert view.count == 5
+
+
+def test_snapshot_counts_states_and_histograms() -> None:
+    totals = Totals(SCORES, DURATIONS)
+    totals.add(run("completed", start=1000, dur=30_000, score=0.4), GroupKey("b1"))
+    totals.add(run("completed", start=5000, dur=120_000, score=0.9), GroupKey("b1"))
+    totals.add(run("completed", start=9000, dur=10_000, score=None), GroupKey("b1"))
+    totals.add(run("failed", start=0, dur=4_000_000), GroupKey("b1"))
+    totals.add(run("canceled", start=0, dur=None), GroupKey("b1"))
+    totals.add(run("paused"), GroupKey("b1"))
+    running = [RunningRun("x", GroupKey("b1"), 7000), RunningRun("y", GroupKey("b1"), 3000)]
+    snap = build_snapshot(totals, running, {"b1": "Bench One", "gone": "x"})
+    (group,) = snap.groups
+    assert dict(group.counts) == {"running": 2, "completed": 3, "failed": 1, "canceled": 1, "paused": 1}
+    assert group.durations["completed"].cumulative == (2, 3, 3)
+    assert group.durations["failed"].cumulative == (0, 0, 1)
+    assert group.durations["canceled"].count == 0
+    assert group.scores.cumulative == (1, 2, 2)
+    assert group.scores.total == 0.4 + 0.9
+    # The completed run that ended last is the one started at 5000 (ends 125000), not the one started last.
+    assert group.last_completed_score == 0.9
+    assert group.last_completed_end_s == 125.0
+    assert group.oldest_running_start_s == 3.0
+    assert snap.benchmark_names == {"b1": "Bench One"}
+    assert snap.runs == 8
+
+
+def test_every_known_state_present_even_when_zero() -> None:
+    snap = build_snapshot(Totals(SCORES, DURATIONS), [RunningRun("x", GroupKey("b2"), 1)], {})
+    (group,) = snap.groups
+    assert dict(group.counts) == {"running": 1, "completed": 0, "failed": 0, "canceled": 0}
+    assert group.last_completed_score is None
+
+
+def test_runs_without_benchmark_are_their_own_group() -> None:
+    totals = Totals(SCORES, DURATIONS)
+    totals.add(run("completed", bid=None, dur=1000, score=1.0), GroupKey(None))
+    totals.add(run("completed", dur=1000, score=0.2), GroupKey("b1"))
+    snap = build_snapshot(totals, [], {})
+    assert [g.key.benchmark_id for g in snap.groups] == [None, "b1"]
+    assert snap.benchmark_ids == frozenset({"b1"})

@@ -1,0 +1,310 @@
+"""RunloopClient at the unit level, over httpx.MockTransport: paging, retries, errors."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter.api import (
+    USER_AGENT,
+    ApiError,
+    AuthError,
+    BadResponseError,
+    CancelledError,
+    PaginationError,
+    RateLimitedError,
+    RetryPolicy,
+    RunloopClient,
+    TransientError,
+    parse_retry_after,
+)
+
+FAST = RetryPolicy(max_retries=3, base_delay_s=0.001, max_delay_s=0.002)
+
+
+def runs(*ids: str) -> list[dict[str, Any]]:
+    return [{"id": i, "state": "running", "start_time_ms": 1, "metadata": {}} for i in ids]
+
+
+def client_for(
+    handler: Callable[[httpx.Request], httpx.Response], **kw: Any
+) -> tuple[RunloopClient, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    kw.setdefault("retry", FAST)
+    return RunloopClient(
+        "http://127.0.0.1:1", lambda: "secret-key", transport=httpx.MockTransport(record), **kw
+    ), seen
+
+
+def listing(pages: list[tuple[list[dict[str, Any]], bool]]) -> Callable[[httpx.Request], httpx.Response]:
+    """Serve pages in order; each is (runs, has_more)."""
+    calls = iter(pages)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page_runs, has_more = next(calls)
+        return httpx.Response(200, json={"runs": page_runs, "has_more": has_more, "total_count": None})
+
+    return handler
+
+
+def read_all(client: RunloopClient, page_size: int) -> list[str]:
+    return [r["id"] for page in client.iter_runs_pages(page_size=page_size) for r in page.records]
+
+
+def test_auth_and_user_agent_headers() -> None:
+    client, seen = client_for(listing([([], False)]))
+    assert read_all(client, 10) == []
+    (req,) = seen
+    assert req.headers["Authorization"] == "Bearer secret-key"
+    assert req.headers["User-Agent"] == USER_AGENT
+    assert USER_AGENT.startswith("runloop-exporter/")
+    assert req.url.path == "/v1/benchmark_runs"
+    assert req.url.params["limit"] == "10"
+    assert "starting_after" not in req.url.params
+
+
+def test_empty_list_is_one_request() -> None:
+    client, seen = client_for(listing([([], False)]))
+    assert read_all(client, 100) == []
+    assert len(seen) == 1
+
+
+def test_exactly_one_full_page() -> None:
+    client, seen = client_for(listing([(runs("a", "b", "c"), False)]))
+    assert read_all(client, 3) == ["a", "b", "c"]
+    assert len(seen) == 1
+
+
+def test_has_more_on_the_last_page_then_empty_page() -> None:
+    client, seen = client_for(listing([(runs("a", "b"), True), ([], False)]))
+    assert read_all(client, 2) == ["a", "b"]
+    assert [r.url.params.get("starting_after") for r in seen] == [None, "b"]
+
+
+def test_cursor_is_the_last_id_of_each_page() -> None:
+    client, seen = client_for(listing([(runs("a", "b"), True), (runs("c", "d"), True), (runs("e"), False)]))
+    assert read_all(client, 2) == ["a", "b", "c", "d", "e"]
+    assert [r.url.params.get("starting_after") for r in seen] == [None, "b", "d"]
+
+
+def test_cursor_skips_a_trailing_record_without_id() -> None:
+    client, seen = client_for(listing([([*runs("a", "b"), {"oops": 1}], True), (runs("c"), False)]))
+    pages = list(client.iter_runs_pages(page_size=3))
+    assert len(pages) == 2
+    assert seen[1].url.params["starting_after"] == "b"
+
+
+def test_page_size_5000_is_sent_as_is() -> None:
+    client, seen = client_for(listing([(runs(*[f"r{i}" for i in range(5000)]), False)]))
+    assert len(read_all(client, 5000)) == 5000
+    assert seen[0].url.params["limit"] == "5000"
+
+
+def test_total_count_only_asked_on_the_first_page() -> None:
+    client, seen = client_for(listing([(runs("a"), True), (runs("b"), False)]))
+    list(client.iter_runs_pages(page_size=1, include_total_count=True))
+    assert [r.url.params["include_total_count"] for r in seen] == ["true", "false"]
+
+
+def test_filters_are_passed() -> None:
+    client, seen = client_for(listing([([], False)]))
+    list(client.iter_runs_pages(page_size=5, state="running", benchmark_id="bmd_1"))
+    assert seen[0].url.params["state"] == "running"
+    assert seen[0].url.params["benchmark_id"] == "bmd_1"
+
+
+def test_cursor_that_does_not_advance_stops() -> None:
+    client, seen = client_for(lambda r: httpx.Response(200, json={"runs": runs("a", "b"), "has_more": True}))
+    with pytest.raises(PaginationError, match="did not advance"):
+        read_all(client, 2)
+    assert len(seen) == 2
+
+
+def test_has_more_with_an_empty_page_stops() -> None:
+    client, seen = client_for(lambda r: httpx.Response(200, json={"runs": [], "has_more": True}))
+    with pytest.raises(PaginationError, match="no run id"):
+        read_all(client, 2)
+    assert len(seen) == 1
+
+
+def test_has_more_forever_is_bounded_by_total_count() -> None:
+    counter = iter(range(10**6))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"runs": runs(f"r{next(counter)}"), "has_more": True, "total_count": 3}
+        )
+
+    client, seen = client_for(handler)
+    with pytest.raises(PaginationError, match="total_count"):
+        list(client.iter_runs_pages(page_size=1, include_total_count=True))
+    assert len(seen) == 8  # 2 * ceil(3 / 1) + 2
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_errors_are_not_retried(status: int) -> None:
+    client, seen = client_for(lambda r: httpx.Response(status, json={"error": "nope"}))
+    with pytest.raises(AuthError, match="the API key was refused"):
+        client.list_runs(limit=1)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("status", [408, 409, 500, 502, 503, 504])
+def test_transient_statuses_are_retried_then_succeed(status: int) -> None:
+    answers = iter(
+        [
+            httpx.Response(status),
+            httpx.Response(status),
+            httpx.Response(200, json={"runs": [], "has_more": False}),
+        ]
+    )
+    codes: list[str] = []
+    client, seen = client_for(lambda r: next(answers), on_request=lambda e, c: codes.append(c))
+    assert client.list_runs(limit=1).records == []
+    assert len(seen) == 3
+    assert codes == [str(status), str(status), "200"]
+
+
+def test_retries_are_bounded() -> None:
+    client, seen = client_for(lambda r: httpx.Response(503))
+    with pytest.raises(TransientError, match="503"):
+        client.list_runs(limit=1)
+    assert len(seen) == 1 + FAST.max_retries
+
+
+def test_network_errors_are_retried_and_counted() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    codes: list[str] = []
+    client, _seen = client_for(handler, on_request=lambda e, c: codes.append(c))
+    with pytest.raises(TransientError):
+        client.list_runs(limit=1)
+    assert codes == ["network_error"] * (1 + FAST.max_retries)
+
+
+def test_timeouts_are_counted_as_such() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow")
+
+    codes: list[str] = []
+    client, _ = client_for(handler, on_request=lambda e, c: codes.append(c))
+    with pytest.raises(TransientError, match="timed out"):
+        client.list_runs(limit=1)
+    assert set(codes) == {"timeout"}
+
+
+def test_malformed_json_and_wrong_shape() -> None:
+    client, _ = client_for(lambda r: httpx.Response(200, content=b'{"runs": [{"id": '))
+    with pytest.raises(BadResponseError, match="not valid JSON"):
+        client.list_runs(limit=1)
+    client, _ = client_for(lambda r: httpx.Response(200, json={"items": []}))
+    with pytest.raises(BadResponseError, match="'runs'"):
+        client.list_runs(limit=1)
+    client, _ = client_for(lambda r: httpx.Response(200, json={"runs": [], "has_more": "no"}))
+    with pytest.raises(BadResponseError, match="has_more"):
+        client.list_runs(limit=1)
+
+
+def test_other_statuses_are_api_errors() -> None:
+    client, seen = client_for(lambda r: httpx.Response(400, json={"error": "bad"}))
+    with pytest.raises(ApiError, match="400"):
+        client.list_runs(limit=1)
+    assert len(seen) == 1
+
+
+def test_get_run_404_is_none_and_ids_are_escaped() -> None:
+    client, seen = client_for(lambda r: httpx.Response(404))
+    assert client.get_run("bmr/../x y") is None
+    assert seen[0].url.raw_path == b"/v1/benchmark_runs/bmr%2F..%2Fx%20y"
+
+
+def test_rate_limit_short_retry_after_is_honoured() -> None:
+    answers = iter(
+        [
+            httpx.Response(429, headers={"Retry-After": "0.2"}),
+            httpx.Response(200, json={"runs": [], "has_more": False}),
+        ]
+    )
+    limited: list[int] = []
+    client, seen = client_for(lambda r: next(answers), on_rate_limited=lambda: limited.append(1))
+    started = time.monotonic()
+    client.list_runs(limit=1)
+    assert time.monotonic() - started >= 0.2
+    assert len(seen) == 2
+    assert limited == [1]
+
+
+def test_rate_limit_long_retry_after_holds_every_request_back() -> None:
+    client, seen = client_for(lambda r: httpx.Response(429, headers={"Retry-After": "120"}))
+    with pytest.raises(RateLimitedError):
+        client.list_runs(limit=1)
+    with pytest.raises(RateLimitedError, match="no request for another"):
+        client.get_run("x")
+    assert len(seen) == 1
+
+
+def test_rate_limit_http_date() -> None:
+    when = email.utils.formatdate(time.time() + 300, usegmt=True)
+    client, seen = client_for(lambda r: httpx.Response(429, headers={"Retry-After": when}))
+    with pytest.raises(RateLimitedError) as info:
+        client.list_runs(limit=1)
+    assert info.value.retry_at - time.monotonic() > 290
+    assert len(seen) == 1
+
+
+def test_parse_retry_after_forms() -> None:
+    now = 1_000_000.0
+    assert parse_retry_after(httpx.Headers({"Retry-After": "7"}), now) == 7.0
+    assert parse_retry_after(httpx.Headers({"Retry-After-Ms": "1500"}), now) == 1.5
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert parse_retry_after(httpx.Headers({"Retry-After": date}), now) == pytest.approx(30, abs=1)
+    assert parse_retry_after(httpx.Headers({"Retry-After": "soon"}), now) is None
+    assert parse_retry_after(httpx.Headers({}), now) is None
+
+
+def test_stop_interrupts_backoff() -> None:
+    stop = threading.Event()
+    slow = RetryPolicy(max_retries=5, base_delay_s=30, max_delay_s=30)
+    client, seen = client_for(lambda r: httpx.Response(503), retry=slow, stop=stop)
+    threading.Timer(0.1, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(CancelledError):
+        client.list_runs(limit=1)
+    assert time.monotonic() - started < 10
+    assert len(seen) == 1
+
+
+def test_deadline_refuses_a_backoff_past_it() -> None:
+    slow = RetryPolicy(max_retries=5, base_delay_s=30, max_delay_s=30)
+    client, seen = client_for(lambda r: httpx.Response(503), retry=slow)
+    client.deadline = time.monotonic() + 5
+    with pytest.raises(CancelledError, match="deadline"):
+        client.list_runs(limit=1)
+    assert len(seen) == 1
+
+
+def test_key_is_read_per_request() -> None:
+    keys = iter(["k1", "k2"])
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200, content=json.dumps({"runs": [], "has_more": False}))
+
+    client = RunloopClient("http://127.0.0.1:1", lambda: next(keys), transport=httpx.MockTransport(handler))
+    client.list_runs(limit=1)
+    client.list_runs(limit=1)
+    assert seen == ["Bearer k1", "Bearer k2"]
