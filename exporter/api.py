@@ -37,6 +37,8 @@ BENCHMARKS_PATH = "/v1/benchmarks"
 USER_AGENT = f"runloop-exporter/{__version__}"
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 60.0
+# Without a total_count, a listing that says has_more for this many pages is broken, not large.
+MAX_PAGES = 20_000
 
 
 class RunloopError(Exception):
@@ -192,8 +194,7 @@ class RunloopClient:
         if benchmark_id is not None:
             params["benchmark_id"] = benchmark_id
         params["include_total_count"] = "true" if include_total_count else "false"
-        body = self._get_json(RUNS_PATH, RUNS_PATH, params)
-        return _page(body, "runs")
+        return _page(self._get_json(RUNS_PATH, RUNS_PATH, params), "runs")
 
     def iter_runs_pages(
         self,
@@ -202,43 +203,31 @@ class RunloopClient:
         state: str | None = None,
         benchmark_id: str | None = None,
         include_total_count: bool = False,
+        starting_after: str | None = None,
     ) -> Iterator[Page]:
-        """Every page of a run listing, following the cursor as Runloop's SDKs do.
+        """Every page of a run listing, following the cursor as Runloop's SDKs do."""
 
-        Stops when `has_more` is false. Raises PaginationError when the cursor repeats, a page brings
-        nothing new, or `has_more` stays true past what `total_count` allows.
-        """
-        cursor: str | None = None
-        used_cursors: set[str] = set()
-        pages = 0
-        max_pages: int | None = None
-        while True:
-            page = self.list_runs(
+        def fetch(cursor: str | None, first: bool) -> Page:
+            return self.list_runs(
                 limit=page_size,
                 starting_after=cursor,
                 state=state,
                 benchmark_id=benchmark_id,
-                include_total_count=include_total_count and cursor is None,
+                include_total_count=include_total_count and first,
             )
-            pages += 1
-            if pages == 1 and page.total_count is not None:
-                max_pages = 2 * math.ceil(page.total_count / page_size) + 2
-            yield page
-            if not page.has_more:
-                return
-            next_cursor = _last_id(page.records)
-            if next_cursor is None:
-                raise PaginationError(f"page {pages} says has_more but holds no run id to continue from")
-            if next_cursor in used_cursors or next_cursor == cursor:
-                raise PaginationError(
-                    f"the cursor did not advance after {pages} pages (repeated {next_cursor!r})"
-                )
-            if max_pages is not None and pages >= max_pages:
-                raise PaginationError(
-                    f"has_more still true after {pages} pages, more than total_count allows"
-                )
-            used_cursors.add(next_cursor)
-            cursor = next_cursor
+
+        return _paginate(fetch, page_size, starting_after)
+
+    def iter_benchmark_pages(self, *, page_size: int) -> Iterator[Page]:
+        """Every page of `GET /v1/benchmarks` (which leaves archived benchmarks out)."""
+
+        def fetch(cursor: str | None, first: bool) -> Page:
+            params: dict[str, str | int] = {"limit": page_size, "include_total_count": "false"}
+            if cursor is not None:
+                params["starting_after"] = cursor
+            return _page(self._get_json(BENCHMARKS_PATH, BENCHMARKS_PATH, params), "benchmarks")
+
+        return _paginate(fetch, page_size, None)
 
     def get_run(self, run_id: str) -> Any | None:
         """`GET /v1/benchmark_runs/{id}`: the raw run, or None when it no longer exists."""
@@ -332,6 +321,38 @@ class RunloopClient:
             return json.loads(content)
         except (ValueError, UnicodeDecodeError):
             raise BadResponseError(f"{endpoint}: the body is not valid JSON") from None
+
+
+def _paginate(
+    fetch: Callable[[str | None, bool], Page], page_size: int, cursor: str | None
+) -> Iterator[Page]:
+    """Follow the cursor until `has_more` is false.
+
+    Raises PaginationError when the cursor repeats, a page with `has_more` holds no id to continue
+    from, or the pages outnumber what `total_count` (or, without one, MAX_PAGES) allows.
+    """
+    used: set[str] = set()
+    pages = 0
+    max_pages = MAX_PAGES
+    while True:
+        page = fetch(cursor, pages == 0)
+        pages += 1
+        if pages == 1 and page.total_count is not None:
+            max_pages = 2 * math.ceil(page.total_count / page_size) + 2
+        yield page
+        if not page.has_more:
+            return
+        next_cursor = _last_id(page.records)
+        if next_cursor is None:
+            raise PaginationError(f"page {pages} says has_more but holds no id to continue from")
+        if next_cursor in used or next_cursor == cursor:
+            raise PaginationError(
+                f"the cursor did not advance after {pages} pages (repeated {next_cursor!r})"
+            )
+        if pages >= max_pages:
+            raise PaginationError(f"has_more still true after {pages} pages, more than the listing can hold")
+        used.add(next_cursor)
+        cursor = next_cursor
 
 
 def _bounded(delay: float | None) -> float | None:

@@ -26,7 +26,7 @@ from exporter.logs import configure
 from exporter.server import MetricsServer, State
 from exporter.settings import Settings, SettingsError, describe, load_settings
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Simulator, World
-from exporter.sync import BenchmarkNames, FullSync, InvalidRecords
+from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords
 from exporter.telemetry import Telemetry
 
 log = structlog.get_logger("exporter")
@@ -111,13 +111,17 @@ def run(settings: Settings) -> int:
         on_rate_limited=telemetry.rate_limited.inc,
         stop=stop,
     )
-    sync = FullSync(
+    sync = IncrementalSync(
         client,
         page_size=settings.page_size,
         score_buckets=settings.score_buckets,
         duration_buckets=settings.duration_buckets,
         names=BenchmarkNames(client),
         invalid=InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc()),
+        telemetry=telemetry,
+        reconcile_interval_s=settings.reconcile_interval_seconds,
+        full_read_timeout_s=settings.full_read_timeout_seconds,
+        full_every_sync=settings.sync_mode == "full",
     )
     state = State(lambda: render_registry(telemetry.registry))
     try:
@@ -130,7 +134,8 @@ def run(settings: Settings) -> int:
                 f"{describe('port')}: cannot listen on {settings.address}:{settings.port}: {exc.strerror or exc}"
             ]
         )
-    job = SyncJob(sync, client, state, telemetry, deadline_s=max(interval * 0.9, 1.0))
+    deadline_s = settings.sync_deadline_seconds if settings.sync_timeout_seconds else interval * 0.9
+    job = SyncJob(sync, client, state, telemetry, deadline_s=deadline_s)
     idle = threading.Event()
     idle.set()
 

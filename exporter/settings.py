@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     sync_interval_seconds: Annotated[float, Field(ge=1, le=86400)] = 60.0
     page_size: Annotated[int, Field(ge=1, le=5000)] = 1000
     request_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
+    sync_timeout_seconds: Annotated[float | None, Field(gt=0)] = None
+    full_read_timeout_seconds: Annotated[float, Field(gt=0)] = 1800.0
+    sync_mode: Literal["incremental", "full"] = "incremental"
+    reconcile_interval_seconds: Annotated[float, Field(ge=60)] = 3600.0
     log_format: LogFormat = "json"
     log_level: LogLevel = "info"
     score_buckets: Annotated[tuple[float, ...], NoDecode] = DEFAULT_SCORE_BUCKETS
@@ -111,6 +115,21 @@ class Settings(BaseSettings):
         if any(a >= b for a, b in itertools.pairwise(value)):
             raise ValueError("bucket bounds must be strictly increasing")
         return value
+
+    @property
+    def sync_deadline_seconds(self) -> float:
+        """How long one incremental sync may take: the setting, or 90% of the interval."""
+        if self.sync_timeout_seconds is not None:
+            return self.sync_timeout_seconds
+        return self.sync_interval_seconds * 0.9
+
+    @model_validator(mode="after")
+    def _check_timeout(self) -> Settings:
+        if self.sync_timeout_seconds is not None and self.sync_timeout_seconds >= self.sync_interval_seconds:
+            raise ValueError(
+                f"{describe('sync_timeout_seconds')} must be shorter than {describe('sync_interval_seconds')}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_key(self) -> Settings:
@@ -166,6 +185,22 @@ OPTIONS: tuple[_Option, ...] = (
     _opt("sync_interval_seconds", "seconds between syncs with the API (default 60)", metavar="SECONDS"),
     _opt("page_size", "runs per API page, 1..5000 (default 1000)", metavar="N"),
     _opt("request_timeout_seconds", "timeout of one API request (default 30)", metavar="SECONDS"),
+    _opt(
+        "sync_timeout_seconds",
+        "deadline of one sync, below the interval (default 90%% of it)",
+        metavar="SECONDS",
+    ),
+    _opt(
+        "full_read_timeout_seconds",
+        "deadline of a full read: backfill or reconcile (default 1800)",
+        metavar="SECONDS",
+    ),
+    _opt("sync_mode", "incremental (default) or full (re-read every run each sync)", metavar="MODE"),
+    _opt(
+        "reconcile_interval_seconds",
+        "seconds between full reads that heal drift (default 3600)",
+        metavar="SECONDS",
+    ),
     _opt("log_format", "json or console (default json)", metavar="FORMAT"),
     _opt("log_level", "debug, info, warning or error (default info)", metavar="LEVEL"),
     _opt("score_buckets", "comma-separated score histogram bounds", metavar="LIST"),

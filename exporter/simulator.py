@@ -952,6 +952,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "runloop-simulator/1"
     sys_version = ""
     timeout = 120  # idle keep-alive connections are dropped eventually, like a real load balancer
+    disable_nagle_algorithm = True  # headers and body go out in two writes: avoid 40 ms delayed-ACK stalls
 
     def setup(self) -> None:
         super().setup()

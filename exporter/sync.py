@@ -1,25 +1,44 @@
 """What to ask Runloop's API each cycle, and how its answers become a snapshot.
 
-`FullSync` reads every run on every sync. It is the simple, obviously-correct baseline. The
-`Sync` protocol is all the rest of the exporter sees, so another algorithm can replace it.
+The first sync reads every run (the backfill). After that a sync asks only what can have changed:
+
+1. the runs listed as `running` (usually one request);
+2. the first run of the listing, with `total_count` (one request: a cheap "did anything change" probe);
+3. the runs after the last one we read (one request; where new runs land if the list is oldest first);
+4. when the first run is not the one we saw first last time, the runs before it (new runs, if the list
+   is newest first);
+5. `GET /v1/benchmark_runs/{id}` for each run that left `running`, to learn how it ended.
+
+Finished runs never change, so they are folded into add-only totals and forgotten; only running runs
+are kept, one small record each. The listing's order is not documented, so correctness never depends
+on it: after a sync the number of runs we account for must equal `total_count`, or the probes are
+repeated once and, if they still disagree, the sync falls back to a full read. Whatever order the API
+uses, the figures are the same; the order only changes how often that fallback is needed. A full read
+also runs every `reconcile_interval_s` to heal drift no probe can see (a run deleted while another
+appeared), and reports when it found any.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
 
 from exporter.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
-from exporter.api import CancelledError, RunloopClient, RunloopError
+from exporter.api import ApiError, CancelledError, Page, RunloopClient, RunloopError
+from exporter.idset import IdSet
 from exporter.models import RUNNING, Invalid, Run, parse_run
+from exporter.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
 
-Grouping = Callable[[Run], GroupKey]
+Grouping = Callable[[Run], GroupKey | None]
+"""Maps a run to its group, or None for a run that is filtered out (still counted as listed)."""
+
+PROGRESS_EVERY_S = 5.0
 
 
 def by_benchmark(run: Run) -> GroupKey:
@@ -43,10 +62,9 @@ class InvalidRecords:
         self._seen: set[tuple[str, str]] = set()
         self._max = max_remembered
 
-    def report(self, invalid: Invalid, record: Any) -> None:
-        """Note one skipped record; never logs its content, only our own description of the problem."""
-        identity = invalid.run_id or _fingerprint(record)
-        key = (invalid.reason, identity)
+    def report(self, invalid: Invalid) -> None:
+        """Note one skipped record; logs only our description of the problem, never the record."""
+        key = (invalid.reason, invalid.run_id or invalid.detail)
         if key in self._seen:
             return
         if len(self._seen) >= self._max:
@@ -61,22 +79,18 @@ class InvalidRecords:
         )
 
 
-def _fingerprint(record: Any) -> str:
-    try:
-        text = json.dumps(record, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        text = repr(record)
-    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
-
-
 class BenchmarkNames:
     """Benchmark names by id, looked up once and cached; a failed lookup never fails a sync."""
 
-    def __init__(self, client: RunloopClient, max_lookups_per_sync: int = 100) -> None:
+    def __init__(
+        self, client: RunloopClient, max_lookups_per_sync: int = 100, list_threshold: int = 10
+    ) -> None:
         self._client = client
         self._names: dict[str, str] = {}
         self._failed: set[str] = set()
         self._max = max_lookups_per_sync
+        self._list_threshold = list_threshold
+        self._listed = False
 
     @property
     def names(self) -> dict[str, str]:
@@ -84,10 +98,18 @@ class BenchmarkNames:
         return dict(self._names)
 
     def resolve(self, benchmark_ids: Iterable[str]) -> None:
-        """Look up the names of benchmarks not seen before, at most a bounded number per sync."""
-        missing = [
-            bid for bid in sorted(set(benchmark_ids)) if bid not in self._names and bid not in self._failed
-        ]
+        """Look up the names of benchmarks not seen before, at most a bounded number one by one per sync.
+
+        When many are missing (the first sync of a large account), one listing of the active benchmarks
+        names most of them in a request or two; archived ones are then looked up by id.
+        """
+        missing = sorted(
+            bid for bid in set(benchmark_ids) if bid not in self._names and bid not in self._failed
+        )
+        if len(missing) > self._list_threshold and not self._listed:
+            self._listed = True
+            self._list_all()
+            missing = [bid for bid in missing if bid not in self._names]
         for bid in missing[: self._max]:
             try:
                 body = self._client.get_benchmark(bid)
@@ -95,7 +117,7 @@ class BenchmarkNames:
                 return
             except RunloopError as exc:
                 log.warning("benchmark name lookup failed", benchmark_id=bid, error=str(exc))
-                return  # leave the rest for the next sync rather than hammer a struggling API
+                return  # leave the rest for the next sync rather than press a struggling API
             name = body.get("name") if isinstance(body, dict) else None
             if isinstance(name, str):
                 self._names[bid] = name
@@ -103,13 +125,61 @@ class BenchmarkNames:
                 self._failed.add(bid)
                 log.warning("benchmark has no usable name", benchmark_id=bid, found=body is not None)
 
+    def _list_all(self) -> None:
+        try:
+            for page in self._client.iter_benchmark_pages(page_size=5000):
+                for record in page.records:
+                    if (
+                        isinstance(record, dict)
+                        and isinstance(record.get("id"), str)
+                        and isinstance(record.get("name"), str)
+                    ):
+                        self._names[record["id"]] = record["name"]
+        except RunloopError as exc:
+            log.warning("listing benchmarks failed; looking names up one by one", error=str(exc))
+
     def retry_failed(self) -> None:
-        """Forget failed lookups so that they are tried again (at a reconcile)."""
+        """Forget failed lookups so that a reconcile tries them again (and may list all again)."""
         self._failed.clear()
+        self._listed = False
 
 
-class FullSync:
-    """Reads every run each time: cost grows with history, figures are trivially right."""
+@dataclass
+class Ledger:
+    """Everything an incremental sync holds between syncs; memory grows with running runs only."""
+
+    totals: Totals
+    running: dict[str, RunningRun] = field(default_factory=dict)
+    head: str | None = None  # id of the first run of the listing at the last read
+    tail: str | None = None  # id of the last run of the listing at the last read
+    listed: int = 0  # runs of the listing accounted for: valid, invalid and filtered out alike
+
+
+@dataclass
+class _Delta:
+    """What one incremental sync learned, applied to the ledger only when every request succeeded."""
+
+    finished: list[tuple[Run, GroupKey]] = field(default_factory=list)
+    running: dict[str, RunningRun] = field(default_factory=dict)
+    head: str | None = None
+    tail: str | None = None
+    listed: int = 0
+    total_count: int | None = None
+
+
+def _first_id(records: list[Any]) -> str | None:
+    for record in records:
+        if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"]:
+            return str(record["id"])
+    return None
+
+
+def _last_id(records: list[Any]) -> str | None:
+    return _first_id(list(reversed(records)))
+
+
+class IncrementalSync:
+    """The sync described in the module docstring; `full_every_sync=True` makes it a plain full rescan."""
 
     def __init__(
         self,
@@ -120,39 +190,271 @@ class FullSync:
         duration_buckets: tuple[float, ...],
         names: BenchmarkNames,
         invalid: InvalidRecords,
+        telemetry: Telemetry,
+        reconcile_interval_s: float = 3600.0,
+        full_read_timeout_s: float = 1800.0,
+        full_every_sync: bool = False,
         grouping: Grouping = by_benchmark,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._page_size = page_size
         self._buckets = (score_buckets, duration_buckets)
         self._names = names
         self._invalid = invalid
+        self._telemetry = telemetry
+        self._reconcile_interval_s = reconcile_interval_s
+        self._full_read_timeout_s = full_read_timeout_s
+        self._full_every_sync = full_every_sync
         self._grouping = grouping
+        self._clock = clock
+        self._ledger: Ledger | None = None
+        self._last_full = 0.0
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The state held between syncs (for tests and benchmarks)."""
+        return self._ledger
 
     def run(self) -> Snapshot:
-        """Page through all runs, fold them into totals, look up new benchmark names."""
-        totals = Totals(*self._buckets)
-        running: list[RunningRun] = []
-        seen: set[str] = set()
-        for page in self._client.iter_runs_pages(page_size=self._page_size):
+        """One sync: a full read when due, else the incremental probes (with a full read as fallback)."""
+        ledger = self._ledger
+        if ledger is None:
+            return self._full_read("backfill")
+        if self._full_every_sync:
+            return self._full_read("full_mode")
+        due = self._clock() - self._last_full >= self._reconcile_interval_s
+        for _attempt in range(2):
+            delta = self._changes(ledger)
+            if delta is None:
+                break
+            if delta.total_count is None or delta.total_count == delta.listed:
+                self._apply(ledger, delta)
+                if due:  # bring what we hold up to date first, so that any difference is real drift
+                    return self._full_read("scheduled", compare_with=ledger)
+                return self._snapshot(ledger)
+            log.info(
+                "probes disagree with what we hold", total_count=delta.total_count, accounted=delta.listed
+            )
+        return self._full_read("probe_mismatch")
+
+    # --- full read -------------------------------------------------------------------------------
+
+    def _full_read(self, reason: str, compare_with: Ledger | None = None) -> Snapshot:
+        """Read the whole listing into a fresh ledger, then swap it in."""
+        started = self._clock()
+        self._client.deadline = time.monotonic() + self._full_read_timeout_s
+        ledger = Ledger(Totals(*self._buckets))
+        seen = IdSet()
+        progress = _Progress(reason, started, self._clock)
+        pages = self._client.iter_runs_pages(page_size=self._page_size, include_total_count=True)
+        for page in pages:
+            if ledger.head is None:
+                ledger.head = _first_id(page.records)
+            ledger.tail = _last_id(page.records) or ledger.tail
             for record in page.records:
                 run = parse_run(record)
-                if isinstance(run, Run) and run.id in seen:
-                    run = Invalid("duplicate_id", run.id, "the same run id came twice in one listing")
+                if isinstance(run, Run) and not seen.add(run.id):
+                    self._invalid.report(
+                        Invalid("duplicate_id", run.id, "the same run id came twice in one listing")
+                    )
+                    continue
+                ledger.listed += 1
                 if isinstance(run, Invalid):
-                    self._invalid.report(run, record)
+                    self._invalid.report(run)
+                    continue
+                key = self._grouping(run)
+                if key is None:
+                    continue
+                if run.state == RUNNING:
+                    ledger.running[run.id] = RunningRun(run.id, key, run.start_ms)
+                else:
+                    ledger.totals.add(run, key)
+            progress.page(page, ledger.listed)
+        self._names.retry_failed()
+        self._ledger = ledger
+        self._last_full = started
+        self._telemetry.full_syncs.labels(reason).inc()
+        progress.done(ledger.listed)
+        snapshot = self._snapshot(ledger)
+        if compare_with is not None:
+            self._report_drift(compare_with, ledger, snapshot)
+        return snapshot
+
+    def _report_drift(self, before: Ledger, after: Ledger, snapshot: Snapshot) -> None:
+        """Compare what the incremental syncs held with what a full read found."""
+        held = {g.key: g for g in build_snapshot(before.totals, before.running.values(), {}).groups}
+        found = {g.key: g for g in snapshot.groups}
+        changed = [key for key in held.keys() | found.keys() if held.get(key) != found.get(key)]
+        if changed or before.listed != after.listed:
+            self._telemetry.reconcile_drift.inc()
+            log.warning(
+                "reconcile found drift and healed it",
+                groups_changed=len(changed),
+                runs_held=before.listed,
+                runs_found=after.listed,
+            )
+
+    # --- incremental -----------------------------------------------------------------------------
+
+    def _changes(self, ledger: Ledger) -> _Delta | None:
+        """Ask what changed since the ledger was last updated; None when a full read is needed."""
+        delta = _Delta(running=dict(ledger.running), head=ledger.head, tail=ledger.tail, listed=ledger.listed)
+        seen: set[str] = set()
+
+        running_now: dict[str, tuple[Run, GroupKey | None]] = {}
+        for page in self._client.iter_runs_pages(page_size=self._page_size, state=RUNNING):
+            for record in page.records:
+                run = parse_run(record)
+                if isinstance(run, Invalid):
+                    self._invalid.report(run)
+                elif run.state == RUNNING:
+                    running_now[run.id] = (run, self._grouping(run))
+
+        probe = self._client.list_runs(limit=1, include_total_count=True)
+        delta.total_count = probe.total_count
+        probe_head = _first_id(probe.records)
+        if probe_head is not None and probe_head != ledger.head and not self._scan_head(ledger, delta, seen):
+            return None
+        if ledger.tail is not None:
+            try:
+                pages = self._client.iter_runs_pages(page_size=self._page_size, starting_after=ledger.tail)
+                for page in pages:
+                    delta.tail = _last_id(page.records) or delta.tail
+                    self._take_new(page.records, delta, seen, ledger.running)
+            except ApiError as exc:  # the cursor run is gone: only a full read can tell what changed
+                log.info("the last run we read is gone from the listing", error=str(exc))
+                return None
+
+        for run_id, (run, key) in running_now.items():
+            if run_id not in delta.running and run_id not in seen and key is not None:
+                delta.running[run_id] = RunningRun(run_id, key, run.start_ms)
+                delta.listed += 1  # running, listed somewhere we did not scan (not at either end)
+        for run_id in [rid for rid in delta.running if rid not in running_now and rid not in seen]:
+            self._resolve(run_id, delta)
+        return delta
+
+    def _scan_head(self, ledger: Ledger, delta: _Delta, seen: set[str]) -> bool:
+        """Read from the top of the listing down to the run that was first last time."""
+        new_at_most = None if delta.total_count is None else max(delta.total_count - ledger.listed, 0)
+        budget = None if new_at_most is None else new_at_most // self._page_size + 2
+        for pages, page in enumerate(self._client.iter_runs_pages(page_size=self._page_size), start=1):
+            if pages == 1:
+                delta.head = _first_id(page.records)
+            records = page.records
+            cut = next(
+                (i for i, r in enumerate(records) if isinstance(r, dict) and r.get("id") == ledger.head),
+                None,
+            )
+            self._take_new(records if cut is None else records[:cut], delta, seen, ledger.running)
+            if cut is not None:
+                return True
+            if budget is not None and pages >= budget:
+                log.info("the first run we read was not found near the top of the listing", pages=pages)
+                return False
+        # The listing ended: fine if it was empty at the last read (everything is new), else the run is gone.
+        return ledger.head is None
+
+    def _take_new(
+        self, records: list[Any], delta: _Delta, seen: set[str], held_running: dict[str, RunningRun]
+    ) -> None:
+        """Account for runs that were not in the listing at the last read (or moved in it)."""
+        for record in records:
+            run = parse_run(record)
+            if isinstance(run, Run):
+                if run.id in seen:
+                    self._invalid.report(
+                        Invalid("duplicate_id", run.id, "the same run id came twice in one listing")
+                    )
                     continue
                 seen.add(run.id)
-                key = self._grouping(run)
-                if run.state == RUNNING:
-                    running.append(RunningRun(run.id, key, run.start_ms))
-                else:
-                    totals.add(run, key)
-        self._names.resolve(benchmark_ids(totals, running))
-        return build_snapshot(totals, running, self._names.names)
+            if not (isinstance(run, Run) and run.id in held_running):
+                delta.listed += 1  # a run held as running was accounted for already; it only moved
+            if isinstance(run, Invalid):
+                self._invalid.report(run)
+                continue
+            key = self._grouping(run)
+            if key is None:
+                delta.running.pop(run.id, None)
+                continue
+            if run.state == RUNNING:
+                delta.running[run.id] = RunningRun(run.id, key, run.start_ms)
+            else:
+                delta.running.pop(run.id, None)
+                delta.finished.append((run, key))
+
+    def _resolve(self, run_id: str, delta: _Delta) -> None:
+        """A run we held as running is no longer listed as running: learn how it ended."""
+        record = self._client.get_run(run_id)
+        if record is None:
+            del delta.running[run_id]
+            delta.listed -= 1
+            return
+        run = parse_run(record)
+        if isinstance(run, Invalid):
+            self._invalid.report(run)
+            del delta.running[run_id]
+            return
+        if run.state == RUNNING:  # listed as running again by now; keep it
+            return
+        del delta.running[run_id]
+        key = self._grouping(run)
+        if key is not None:
+            delta.finished.append((run, key))
+
+    def _apply(self, ledger: Ledger, delta: _Delta) -> None:
+        for run, key in delta.finished:
+            ledger.totals.add(run, key)
+        ledger.running = delta.running
+        ledger.head, ledger.tail, ledger.listed = delta.head, delta.tail, delta.listed
+
+    def _snapshot(self, ledger: Ledger) -> Snapshot:
+        self._names.resolve(benchmark_ids(ledger.totals, ledger.running.values()))
+        return build_snapshot(ledger.totals, ledger.running.values(), self._names.names)
 
 
 def benchmark_ids(totals: Totals, running: Iterable[RunningRun]) -> set[str]:
     """Every benchmark that has runs, finished or running."""
     keys = [*totals.groups, *(run.key for run in running)]
     return {key.benchmark_id for key in keys if key.benchmark_id is not None}
+
+
+class _Progress:
+    """Logs a long full read every few seconds: pages, runs, rate and, when the total is known, an ETA."""
+
+    def __init__(self, reason: str, started: float, clock: Callable[[], float]) -> None:
+        self._reason = reason
+        self._started = started
+        self._clock = clock
+        self._last = started
+        self._pages = 0
+        self._total: int | None = None
+
+    def page(self, page: Page, runs: int) -> None:
+        self._pages += 1
+        if self._pages == 1:
+            self._total = page.total_count
+        now = self._clock()
+        if now - self._last < PROGRESS_EVERY_S:
+            return
+        self._last = now
+        rate = runs / max(now - self._started, 1e-9)
+        eta = None if self._total is None else round(max(self._total - runs, 0) / max(rate, 1e-9), 1)
+        log.info(
+            "full read in progress",
+            reason=self._reason,
+            pages=self._pages,
+            runs=runs,
+            total_count=self._total,
+            runs_per_s=round(rate),
+            eta_s=eta,
+        )
+
+    def done(self, runs: int) -> None:
+        log.info(
+            "full read finished",
+            reason=self._reason,
+            pages=self._pages,
+            runs=runs,
+            duration_s=round(self._clock() - self._started, 3),
+        )

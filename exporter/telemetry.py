@@ -60,6 +60,17 @@ class Telemetry:
             ["reason"],
             registry=r,
         )
+        self.full_syncs = Counter(
+            "runloop_exporter_full_reads",
+            "Full reads of the run listing, by reason: backfill, scheduled (reconcile), probe_mismatch, full_mode.",
+            ["reason"],
+            registry=r,
+        )
+        self.reconcile_drift = Counter(
+            "runloop_exporter_reconcile_drift",
+            "Scheduled reconciles that found the incrementally held figures had drifted (and healed them).",
+            registry=r,
+        )
         self.sync_runs = Gauge(
             "runloop_exporter_runs", "Runs known after the last successful sync.", registry=r
         )
@@ -68,6 +79,8 @@ class Telemetry:
         ).labels(__version__).set(1)
         for result in ("success", "failure"):
             self.syncs.labels(result)
+        for reason in ("backfill", "scheduled", "probe_mismatch", "full_mode"):
+            self.full_syncs.labels(reason)
         for reason in INVALID_REASONS:
             self.invalid_records.labels(reason)
         for endpoint in (RUNS_PATH, RUN_PATH, BENCHMARK_PATH, BENCHMARKS_PATH):

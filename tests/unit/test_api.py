@@ -134,7 +134,7 @@ def test_cursor_that_does_not_advance_stops() -> None:
 
 def test_has_more_with_an_empty_page_stops() -> None:
     client, seen = client_for(lambda r: httpx.Response(200, json={"runs": [], "has_more": True}))
-    with pytest.raises(PaginationError, match="no run id"):
+    with pytest.raises(PaginationError, match="no id to continue"):
         read_all(client, 2)
     assert len(seen) == 1
 
@@ -148,7 +148,7 @@ def test_has_more_forever_is_bounded_by_total_count() -> None:
         )
 
     client, seen = client_for(handler)
-    with pytest.raises(PaginationError, match="total_count"):
+    with pytest.raises(PaginationError, match="more than the listing can hold"):
         list(client.iter_runs_pages(page_size=1, include_total_count=True))
     assert len(seen) == 8  # 2 * ceil(3 / 1) + 2
 
