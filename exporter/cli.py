@@ -28,6 +28,7 @@ from exporter.settings import Settings, SettingsError, describe, load_settings
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Simulator, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords
 from exporter.telemetry import Telemetry
+from exporter.webconfig import WebConfigError, load_web_config
 
 log = structlog.get_logger("exporter")
 
@@ -125,7 +126,13 @@ def run(settings: Settings) -> int:
     )
     state = State(lambda: render_registry(telemetry.registry))
     try:
-        server = MetricsServer((settings.address, settings.port), state)
+        web = load_web_config(settings.web_config_file) if settings.web_config_file else None
+    except WebConfigError as exc:
+        if demo:
+            demo.stop()
+        return _fail_settings([f"{describe('web_config_file')}: {exc}"])
+    try:
+        server = MetricsServer((settings.address, settings.port), state, web)
     except OSError as exc:
         if demo:
             demo.stop()

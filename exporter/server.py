@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from exporter import __version__
 from exporter.exposition import Rendered
+from exporter.webconfig import WebConfig
 
 _LANDING = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>runloop-exporter</title></head>
@@ -103,8 +104,9 @@ class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], state: State) -> None:
+    def __init__(self, address: tuple[str, int], state: State, web: WebConfig | None = None) -> None:
         self.state = state
+        self.web = web
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)

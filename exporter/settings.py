@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     full_read_timeout_seconds: Annotated[float, Field(gt=0)] = 1800.0
     sync_mode: Literal["incremental", "full"] = "incremental"
     reconcile_interval_seconds: Annotated[float, Field(ge=60)] = 3600.0
+    web_config_file: Path | None = None
     log_format: LogFormat = "json"
     log_level: LogLevel = "info"
     score_buckets: Annotated[tuple[float, ...], NoDecode] = DEFAULT_SCORE_BUCKETS
@@ -200,6 +201,9 @@ OPTIONS: tuple[_Option, ...] = (
         "reconcile_interval_seconds",
         "seconds between full reads that heal drift (default 3600)",
         metavar="SECONDS",
+    ),
+    _opt(
+        "web_config_file", "TLS and basic-auth config for /metrics, exporter-toolkit format", metavar="PATH"
     ),
     _opt("log_format", "json or console (default json)", metavar="FORMAT"),
     _opt("log_level", "debug, info, warning or error (default info)", metavar="LEVEL"),
