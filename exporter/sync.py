@@ -195,6 +195,7 @@ class IncrementalSync:
         full_read_timeout_s: float = 1800.0,
         full_every_sync: bool = False,
         grouping: Grouping = by_benchmark,
+        benchmark_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -207,6 +208,7 @@ class IncrementalSync:
         self._full_read_timeout_s = full_read_timeout_s
         self._full_every_sync = full_every_sync
         self._grouping = grouping
+        self._benchmark_id = benchmark_id  # list only this benchmark's runs (API-side filter)
         self._clock = clock
         self._ledger: Ledger | None = None
         self._last_full = 0.0
@@ -217,7 +219,11 @@ class IncrementalSync:
         return self._ledger
 
     def run(self) -> Snapshot:
-        """One sync: a full read when due, else the incremental probes (with a full read as fallback)."""
+        """One sync, then the snapshot of what we hold."""
+        return snapshot_of([self.advance()], self._names)
+
+    def advance(self) -> Ledger:
+        """Bring the ledger up to date: a full read when due, else the probes (a full read as fallback)."""
         ledger = self._ledger
         if ledger is None:
             return self._full_read("backfill")
@@ -232,7 +238,7 @@ class IncrementalSync:
                 self._apply(ledger, delta)
                 if due:  # bring what we hold up to date first, so that any difference is real drift
                     return self._full_read("scheduled", compare_with=ledger)
-                return self._snapshot(ledger)
+                return ledger
             log.info(
                 "probes disagree with what we hold", total_count=delta.total_count, accounted=delta.listed
             )
@@ -240,14 +246,16 @@ class IncrementalSync:
 
     # --- full read -------------------------------------------------------------------------------
 
-    def _full_read(self, reason: str, compare_with: Ledger | None = None) -> Snapshot:
+    def _full_read(self, reason: str, compare_with: Ledger | None = None) -> Ledger:
         """Read the whole listing into a fresh ledger, then swap it in."""
         started = self._clock()
         self._client.deadline = time.monotonic() + self._full_read_timeout_s
         ledger = Ledger(Totals(*self._buckets))
         seen = IdSet()
         progress = _Progress(reason, started, self._clock)
-        pages = self._client.iter_runs_pages(page_size=self._page_size, include_total_count=True)
+        pages = self._client.iter_runs_pages(
+            page_size=self._page_size, include_total_count=True, benchmark_id=self._benchmark_id
+        )
         for page in pages:
             if ledger.head is None:
                 ledger.head = _first_id(page.records)
@@ -276,15 +284,14 @@ class IncrementalSync:
         self._last_full = started
         self._telemetry.full_syncs.labels(reason).inc()
         progress.done(ledger.listed)
-        snapshot = self._snapshot(ledger)
         if compare_with is not None:
-            self._report_drift(compare_with, ledger, snapshot)
-        return snapshot
+            self._report_drift(compare_with, ledger)
+        return ledger
 
-    def _report_drift(self, before: Ledger, after: Ledger, snapshot: Snapshot) -> None:
+    def _report_drift(self, before: Ledger, after: Ledger) -> None:
         """Compare what the incremental syncs held with what a full read found."""
         held = {g.key: g for g in build_snapshot(before.totals, before.running.values(), {}).groups}
-        found = {g.key: g for g in snapshot.groups}
+        found = {g.key: g for g in build_snapshot(after.totals, after.running.values(), {}).groups}
         changed = [key for key in held.keys() | found.keys() if held.get(key) != found.get(key)]
         if changed or before.listed != after.listed:
             self._telemetry.reconcile_drift.inc()
@@ -303,7 +310,9 @@ class IncrementalSync:
         seen: set[str] = set()
 
         running_now: dict[str, tuple[Run, GroupKey | None]] = {}
-        for page in self._client.iter_runs_pages(page_size=self._page_size, state=RUNNING):
+        for page in self._client.iter_runs_pages(
+            page_size=self._page_size, state=RUNNING, benchmark_id=self._benchmark_id
+        ):
             for record in page.records:
                 run = parse_run(record)
                 if isinstance(run, Invalid):
@@ -311,14 +320,16 @@ class IncrementalSync:
                 elif run.state == RUNNING:
                     running_now[run.id] = (run, self._grouping(run))
 
-        probe = self._client.list_runs(limit=1, include_total_count=True)
+        probe = self._client.list_runs(limit=1, include_total_count=True, benchmark_id=self._benchmark_id)
         delta.total_count = probe.total_count
         probe_head = _first_id(probe.records)
         if probe_head is not None and probe_head != ledger.head and not self._scan_head(ledger, delta, seen):
             return None
         if ledger.tail is not None:
             try:
-                pages = self._client.iter_runs_pages(page_size=self._page_size, starting_after=ledger.tail)
+                pages = self._client.iter_runs_pages(
+                    page_size=self._page_size, starting_after=ledger.tail, benchmark_id=self._benchmark_id
+                )
                 for page in pages:
                     delta.tail = _last_id(page.records) or delta.tail
                     self._take_new(page.records, delta, seen, ledger.running)
@@ -338,7 +349,9 @@ class IncrementalSync:
         """Read from the top of the listing down to the run that was first last time."""
         new_at_most = None if delta.total_count is None else max(delta.total_count - ledger.listed, 0)
         budget = None if new_at_most is None else new_at_most // self._page_size + 2
-        for pages, page in enumerate(self._client.iter_runs_pages(page_size=self._page_size), start=1):
+        for pages, page in enumerate(
+            self._client.iter_runs_pages(page_size=self._page_size, benchmark_id=self._benchmark_id), start=1
+        ):
             if pages == 1:
                 delta.head = _first_id(page.records)
             records = page.records
@@ -408,15 +421,32 @@ class IncrementalSync:
         ledger.running = delta.running
         ledger.head, ledger.tail, ledger.listed = delta.head, delta.tail, delta.listed
 
-    def _snapshot(self, ledger: Ledger) -> Snapshot:
-        self._names.resolve(benchmark_ids(ledger.totals, ledger.running.values()))
-        return build_snapshot(ledger.totals, ledger.running.values(), self._names.names)
+
+class CombinedSync:
+    """Several listings synced side by side (one per included benchmark), shown as one snapshot."""
+
+    def __init__(self, syncs: list[IncrementalSync], names: BenchmarkNames) -> None:
+        self._syncs = syncs
+        self._names = names
+
+    def run(self) -> Snapshot:
+        """Advance every listing; fail as a whole if one fails (each ledger stays consistent)."""
+        return snapshot_of([sync.advance() for sync in self._syncs], self._names)
 
 
-def benchmark_ids(totals: Totals, running: Iterable[RunningRun]) -> set[str]:
-    """Every benchmark that has runs, finished or running."""
+def snapshot_of(ledgers: list[Ledger], names: BenchmarkNames) -> Snapshot:
+    """Freeze ledgers into one snapshot, looking up the names of benchmarks new to us."""
+    if len(ledgers) == 1:
+        totals = ledgers[0].totals
+    else:
+        totals = Totals(ledgers[0].totals.score_buckets, ledgers[0].totals.duration_buckets)
+        for ledger in ledgers:
+            totals.groups.update(ledger.totals.groups)  # listings are disjoint: one benchmark each
+            totals.finished_runs += ledger.totals.finished_runs
+    running = [run for ledger in ledgers for run in ledger.running.values()]
     keys = [*totals.groups, *(run.key for run in running)]
-    return {key.benchmark_id for key in keys if key.benchmark_id is not None}
+    names.resolve({key.benchmark_id for key in keys if key.benchmark_id is not None})
+    return build_snapshot(totals, running, names.names)
 
 
 class _Progress:
