@@ -6,7 +6,7 @@ Demo mode, the tests and the benchmarks all talk to it over real sockets, so the
 Three parts:
 
 * :class:`World` is the account's state (benchmarks and benchmark runs). It stores runs column-wise in
-  ``array`` objects and renders JSON per page, so a million runs fit in well under 100 MB and page fast.
+  ``array`` objects and renders JSON per page, so a million runs take about 75 MB and page fast.
 * :class:`Simulator` serves a World over HTTP and records every request; :class:`Faults` is its switchboard
   of failures (5xx, 429 with Retry-After, slow answers, broken bodies, broken cursors).
 * :class:`DemoDriver` makes a World change as time passes, for demo mode.
