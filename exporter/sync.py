@@ -125,6 +125,32 @@ class BenchmarkNames:
                 self._failed.add(bid)
                 log.warning("benchmark has no usable name", benchmark_id=bid, found=body is not None)
 
+    def name_of(self, benchmark_id: str) -> str | None:
+        """The name of one benchmark now, for name filters: cached, else looked up.
+
+        None means Runloop has no usable name for it (404, or no name in the body), cached like a known
+        name. A failed request raises RunloopError instead of returning None, so that the sync fails
+        and is retried rather than filing a run by a name we could not learn (finished runs are
+        counted once, so a wrong decision would stick until the next full read).
+        """
+        if benchmark_id in self._names:
+            return self._names[benchmark_id]
+        if benchmark_id in self._failed:
+            return None
+        if not self._listed:  # the first unknown id of a full-read cycle: one listing names most of them
+            self._listed = True
+            self._list_all()
+            if benchmark_id in self._names:
+                return self._names[benchmark_id]
+        body = self._client.get_benchmark(benchmark_id)
+        name = body.get("name") if isinstance(body, dict) else None
+        if isinstance(name, str):
+            self._names[benchmark_id] = name
+            return name
+        self._failed.add(benchmark_id)
+        log.warning("benchmark has no usable name", benchmark_id=benchmark_id, found=body is not None)
+        return None
+
     def _list_all(self) -> None:
         try:
             for page in self._client.iter_benchmark_pages(page_size=5000):
