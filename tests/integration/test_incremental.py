@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from structlog.testing import capture_logs
 
@@ -25,9 +27,8 @@ def big_world(order: Order, history: int, running: int = 20) -> tuple[World, lis
     return world, ids
 
 
-def requests_of(sim: Simulator, action: object) -> int:
+def requests_of(sim: Simulator, action: Callable[[], object]) -> int:
     sim.reset_requests()
-    assert callable(action)
     action()
     return len(sim.requests)
 
@@ -95,7 +96,7 @@ def test_figures_match_a_full_read_through_every_kind_of_change(order: Order) ->
     with Simulator(world) as sim:
         sync, _ = new_sync(sim.url, page_size=500)
         assert figures(sync.run()) == full_figures(sim.url)
-        steps = [
+        steps: list[Callable[[], object]] = [
             lambda: world.finish_run(running[0], "completed", duration_ms=120_000, score=0.25),
             lambda: world.finish_run(running[1], "failed", duration_ms=1_000),
             lambda: world.delete_run(running[2]),  # deleted while running
@@ -104,7 +105,9 @@ def test_figures_match_a_full_read_through_every_kind_of_change(order: Order) ->
                 benchmark_id=None, state="completed", start_ms=T0, duration_ms=9, score=1.0
             ),
             lambda: world.add_run(benchmark_id="bmd_01", state="paused", start_ms=T0),  # a state new to us
-            lambda: world.delete_run(world.runs()[len(world.runs()) // 2]["id"]),  # a finished run disappears
+            lambda: world.delete_run(
+                str(world.runs()[len(world.runs()) // 2]["id"])
+            ),  # a finished run disappears
             lambda: world.finish_run(running[3], "canceled", duration_ms=30_000),
         ]
         for step in steps:
