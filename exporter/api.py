@@ -247,10 +247,12 @@ class RunloopClient:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise CancelledError("the sync ran past its deadline")
 
-    def _wait(self, seconds: float) -> None:
-        """Sleep, but wake at once on shutdown; refuse to sleep past the deadline."""
+    def _wait(self, seconds: float, cause: RunloopError) -> None:
+        """Sleep, but wake at once on shutdown; refuse to sleep past the deadline (naming the cause)."""
         if self.deadline is not None and time.monotonic() + seconds >= self.deadline:
-            raise CancelledError("the sync would run past its deadline while backing off")
+            raise CancelledError(
+                f"{cause}; not retried: waiting {seconds:.1f} s would pass the sync deadline"
+            )
         if self._stop.wait(seconds):
             raise CancelledError("the exporter is shutting down")
 
@@ -280,7 +282,7 @@ class RunloopClient:
             if isinstance(error, RateLimitedError) and delay > _MAX_RETRY_AFTER_S:
                 raise error
             attempt += 1
-            self._wait(delay)
+            self._wait(delay, error)
 
     def _send(self, endpoint: str, path: str, params: dict[str, Any] | None, *, allow_404: bool) -> Any:
         timeout = self._timeout_s
