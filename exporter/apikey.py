@@ -29,6 +29,7 @@ class ApiKey:
         self._path = path
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
+        self._problem: str | None = None  # the last read error logged, so that it is logged once
         self._key = SecretStr("")
         if value is not None:
             self._set(value.get_secret_value())
@@ -49,9 +50,12 @@ class ApiKey:
             key = read_key_file(self._path)
         except (OSError, ValueError) as exc:
             if self._key.get_secret_value():
-                log.warning("the API key file cannot be read; keeping the previous key", error=str(exc))
+                if str(exc) != self._problem:  # checked before every request: say it once, not each time
+                    self._problem = str(exc)
+                    log.warning("the API key file cannot be read; keeping the previous key", error=str(exc))
                 return
             raise
+        self._problem = None
         if self._stamp is not None and key != self._key.get_secret_value():
             log.info("the API key file changed; using the new key", path=str(self._path))
         self._stamp = stamp
