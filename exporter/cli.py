@@ -1,4 +1,9 @@
-"""Command-line entry point: wires settings, client, sync, scheduler and server, and handles signals."""
+"""Command-line entry point: wires settings, client, sync, scheduler and server, and handles signals.
+
+Three modes: serve (the default), `--once` (one sync, the exposition on stdout: for debugging and for
+node_exporter's textfile collector) and `check` (settings, key and API in a few requests, in words).
+Logs always go to stderr, so stdout carries only what the mode prints.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,15 +24,29 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 
 from exporter import __version__
-from exporter.api import RunloopClient
+from exporter.aggregate import Snapshot
+from exporter.api import (
+    ApiError,
+    AuthError,
+    BadResponseError,
+    CancelledError,
+    PaginationError,
+    RateLimitedError,
+    RetryPolicy,
+    RunloopClient,
+    RunloopError,
+    TransientError,
+)
 from exporter.apikey import ApiKey
 from exporter.exposition import render_registry
 from exporter.job import SyncJob
+from exporter.labels import FoldCounting, RunLabels, make_grouping
 from exporter.logs import configure
+from exporter.models import RUNNING, Invalid, parse_run
 from exporter.server import MetricsServer, State
-from exporter.settings import Settings, SettingsError, describe, load_settings
+from exporter.settings import Settings, SettingsError, describe, load_invocation
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Simulator, World
-from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords
+from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync
 from exporter.telemetry import Telemetry
 from exporter.webconfig import WebConfigError, load_web_config
 
@@ -34,6 +54,8 @@ log = structlog.get_logger("exporter")
 
 DEMO_SYNC_INTERVAL_S = 5.0
 SHUTDOWN_GRACE_S = 3.0
+CHECK_PAGE_SIZE = 100  # runs and benchmarks `check` reads: one small page of each
+CHECK_MAX_IDS = 20  # included ids `check` counts one by one
 
 
 class _ToStructlog(logging.Handler):
@@ -75,14 +97,68 @@ def _fail_settings(problems: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the exporter until SIGTERM or SIGINT; exit 2 on bad settings."""
+    """Serve until SIGTERM or SIGINT, or sync once, or check; exit 2 on bad settings."""
     try:
-        settings = load_settings(argv)
+        invocation = load_invocation(argv)
     except SettingsError as exc:
         return _fail_settings(exc.problems)
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
-    return run(settings)
+    if invocation.mode == "check":
+        return check(invocation.settings)
+    if invocation.mode == "once":
+        return once(invocation.settings)
+    return run(invocation.settings)
+
+
+def _api_key(settings: Settings, demo: Demo | None) -> ApiKey:
+    if demo:
+        return ApiKey(value=SecretStr(DEFAULT_API_KEY))
+    return ApiKey(value=settings.api_key, path=settings.api_key_file)
+
+
+def _quiet_level(settings: Settings) -> str:
+    """--once and check log only warnings unless a level was asked for: their output is the point."""
+    return settings.log_level if "log_level" in settings.model_fields_set else "warning"
+
+
+def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) -> Sync:
+    """The sync the settings ask for: filters, extra labels, and one listing or one per included id."""
+    names = BenchmarkNames(client)
+    invalid = InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc())
+    labels = RunLabels(
+        settings.metadata_labels,
+        purpose=settings.purpose_label,
+        max_values=settings.metadata_label_max_values,
+    )
+    benchmarks = settings.benchmark_filter()
+    grouping = make_grouping(benchmarks, labels, names.name_of)
+
+    def listing(benchmark_id: str | None) -> IncrementalSync:
+        return IncrementalSync(
+            client,
+            page_size=settings.page_size,
+            score_buckets=settings.score_buckets,
+            duration_buckets=settings.duration_buckets,
+            names=names,
+            invalid=invalid,
+            telemetry=telemetry,
+            reconcile_interval_s=settings.reconcile_interval_seconds,
+            full_read_timeout_s=settings.full_read_timeout_seconds,
+            full_every_sync=settings.sync_mode == "full",
+            grouping=grouping,
+            benchmark_id=benchmark_id,
+        )
+
+    sync: Sync
+    if benchmarks.include_ids:  # other benchmarks cost no request: the API filters by id
+        sync = CombinedSync([listing(bid) for bid in benchmarks.listed_ids()], names)
+    else:
+        sync = listing(None)
+    if labels.names:
+        telemetry.init_folded(labels.names)
+        sync = FoldCounting(sync, labels.names, telemetry.count_folded)
+    return sync
 
 
 def run(settings: Settings) -> int:
@@ -97,10 +173,7 @@ def run(settings: Settings) -> int:
     interval = settings.sync_interval_seconds
     if demo and "sync_interval_seconds" not in settings.model_fields_set:
         interval = DEMO_SYNC_INTERVAL_S
-    if demo:
-        key = ApiKey(value=SecretStr(DEFAULT_API_KEY))
-    else:
-        key = ApiKey(value=settings.api_key, path=settings.api_key_file)
+    key = _api_key(settings, demo)
 
     stop = threading.Event()
     telemetry = Telemetry()
@@ -112,18 +185,7 @@ def run(settings: Settings) -> int:
         on_rate_limited=telemetry.rate_limited.inc,
         stop=stop,
     )
-    sync = IncrementalSync(
-        client,
-        page_size=settings.page_size,
-        score_buckets=settings.score_buckets,
-        duration_buckets=settings.duration_buckets,
-        names=BenchmarkNames(client),
-        invalid=InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc()),
-        telemetry=telemetry,
-        reconcile_interval_s=settings.reconcile_interval_seconds,
-        full_read_timeout_s=settings.full_read_timeout_seconds,
-        full_every_sync=settings.sync_mode == "full",
-    )
+    sync = build_sync(settings, client, telemetry)
     state = State(lambda: render_registry(telemetry.registry))
     try:
         web = load_web_config(settings.web_config_file) if settings.web_config_file else None
@@ -198,6 +260,148 @@ def run(settings: Settings) -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+class _Recording:
+    """A Sync that remembers the error of its last run, so that --once can say what went wrong."""
+
+    def __init__(self, sync: Sync) -> None:
+        self._sync = sync
+        self.error: Exception | None = None
+
+    def run(self) -> Snapshot:
+        try:
+            return self._sync.run()
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
+def explain(exc: BaseException, base_url: str) -> str:
+    """One line saying what is wrong, in the operator's terms."""
+    if isinstance(exc, AuthError):
+        return f"{exc}: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE"
+    if isinstance(exc, RateLimitedError):
+        return f"Runloop asked us to slow down ({exc}); try again later"
+    if isinstance(exc, TransientError):
+        return f"cannot reach {base_url}, or it keeps failing ({exc}): check RUNLOOP_BASE_URL and the network"
+    if isinstance(exc, BadResponseError | ApiError):
+        return f"{base_url} did not answer like Runloop's API ({exc}): check RUNLOOP_BASE_URL"
+    if isinstance(exc, PaginationError):
+        return f"paging through {base_url} did not work: {exc}"
+    if isinstance(exc, CancelledError):
+        return f"stopped: {exc}"
+    return f"unexpected error: {exc!r}"
+
+
+def once(settings: Settings) -> int:
+    """One sync; the exposition (benchmark series, then self-metrics) on stdout. Exit 0, or 1 on failure."""
+    configure(settings.log_format, _quiet_level(settings))
+    demo = Demo.start() if settings.demo else None
+    base_url = demo.simulator.url if demo else settings.base_url
+    telemetry = Telemetry()
+    client = RunloopClient(
+        base_url,
+        _api_key(settings, demo),
+        timeout_s=settings.request_timeout_seconds,
+        on_request=telemetry.count_request,
+        on_rate_limited=telemetry.rate_limited.inc,
+    )
+    sync = _Recording(build_sync(settings, client, telemetry))
+    state = State(lambda: render_registry(telemetry.registry))
+    try:
+        ok = SyncJob(sync, client, state, telemetry, deadline_s=settings.sync_deadline_seconds)()
+    finally:
+        client.close()
+        if demo:
+            demo.stop()
+    if not ok or state.rendered is None:
+        reason = explain(sync.error, base_url) if sync.error else "the exposition could not be rendered"
+        print(f"runloop-exporter: sync failed: {reason}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(state.rendered.body(state.self_metrics(), gzip=False))
+    sys.stdout.flush()
+    return 0
+
+
+def check(settings: Settings) -> int:
+    """Validate settings, reach the API with the key, and say what is there or what is wrong: exit 0 or 1."""
+    configure(settings.log_format, _quiet_level(settings))
+    demo = Demo.start() if settings.demo else None
+    base_url = demo.simulator.url if demo else settings.base_url
+    # No retries: a check should answer in seconds and report a failure as it is.
+    client = RunloopClient(
+        base_url,
+        _api_key(settings, demo),
+        timeout_s=settings.request_timeout_seconds,
+        retry=RetryPolicy(max_retries=0),
+    )
+    print("settings: valid")
+    print(f"api: {base_url}")
+    try:
+        _report(settings, client)
+    except RunloopError as exc:
+        print(f"runloop-exporter: check failed: {explain(exc, base_url)}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+        if demo:
+            demo.stop()
+    print("ok")
+    return 0
+
+
+def _count(total: int | None) -> str:
+    return "unknown (no total_count)" if total is None else str(total)
+
+
+def _report(settings: Settings, client: RunloopClient) -> None:
+    """What `check` prints about the account; raises RunloopError when a request fails."""
+    first = client.list_runs(limit=CHECK_PAGE_SIZE, include_total_count=True)
+    print("key: accepted")
+    print(f"runs: {_count(first.total_count)}")
+    running = client.list_runs(limit=1, state=RUNNING, include_total_count=True)
+    print(f"running: {_count(running.total_count)}")
+
+    parsed = [parse_run(record) for record in first.records]
+    runs = [run for run in parsed if not isinstance(run, Invalid)]
+    states = Counter(run.state for run in runs)
+    seen = sorted({run.benchmark_id for run in runs if run.benchmark_id is not None})
+    no_benchmark = sum(run.benchmark_id is None for run in runs)
+    print(
+        f"first page: {len(first.records)} runs of {len(seen)} benchmarks"
+        f" ({no_benchmark} without a benchmark); states: "
+        + (", ".join(f"{state}={n}" for state, n in sorted(states.items())) or "none")
+    )
+    invalid = Counter(run.reason for run in parsed if isinstance(run, Invalid))
+    if invalid:
+        print(
+            "invalid records in the first page: " + ", ".join(f"{r}={n}" for r, n in sorted(invalid.items()))
+        )
+    keys = Counter(key for run in runs for key in run.metadata)
+    if keys:  # key names and counts only: metadata values are user data
+        values = {key: len({run.metadata[key] for run in runs if key in run.metadata}) for key in keys}
+        print(
+            "metadata keys in the first page: "
+            + ", ".join(f"{key} ({values[key]} values)" for key in sorted(keys))
+        )
+
+    listing = next(iter(client.iter_benchmark_pages(page_size=CHECK_PAGE_SIZE)))
+    more = " or more" if listing.has_more else ""
+    print(f"benchmarks listed: {len(listing.records)}{more} (archived ones are not listed)")
+
+    benchmarks = settings.benchmark_filter()
+    if benchmarks.is_empty:
+        print("filters: none (every benchmark is exported)")
+        return
+    names = BenchmarkNames(client)
+    for bid in benchmarks.listed_ids()[:CHECK_MAX_IDS]:
+        page = client.list_runs(limit=1, benchmark_id=bid, include_total_count=True)
+        name = names.name_of(bid)
+        about = "Runloop knows no benchmark by this id (check it)" if name is None else f"named {name!r}"
+        print(f"included {bid}: {_count(page.total_count)} runs; {about}")
+    exported = sum(benchmarks.admits(run.benchmark_id, names.name_of) for run in runs)
+    print(f"filters: {exported} of the {len(runs)} valid runs of the first page pass")
 
 
 if __name__ == "__main__":

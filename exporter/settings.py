@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
 from exporter import __version__
+from exporter.filters import BenchmarkFilter, compile_name_filter
+from exporter.labels import check_metadata_keys
 
 DEFAULT_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # One minute to one day: benchmark runs take minutes to hours.
@@ -87,6 +89,13 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     score_buckets: Annotated[tuple[float, ...], NoDecode] = DEFAULT_SCORE_BUCKETS
     duration_buckets: Annotated[tuple[float, ...], NoDecode] = DEFAULT_DURATION_BUCKETS
+    include_benchmark_ids: Annotated[tuple[str, ...], NoDecode] = ()
+    exclude_benchmark_ids: Annotated[tuple[str, ...], NoDecode] = ()
+    include_benchmark_names: str | None = None
+    exclude_benchmark_names: str | None = None
+    metadata_labels: Annotated[tuple[str, ...], NoDecode] = ()
+    metadata_label_max_values: Annotated[int, Field(ge=1, le=10000)] = 20
+    purpose_label: bool = False
     demo: bool = False
 
     @field_validator("base_url")
@@ -116,6 +125,45 @@ class Settings(BaseSettings):
         if any(a >= b for a, b in itertools.pairwise(value)):
             raise ValueError("bucket bounds must be strictly increasing")
         return value
+
+    @field_validator("include_benchmark_ids", "exclude_benchmark_ids", "metadata_labels", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(dict.fromkeys(str(part).strip() for part in value if str(part).strip()))
+        return value
+
+    @field_validator("metadata_labels")
+    @classmethod
+    def _check_metadata_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_metadata_keys(value)
+
+    @field_validator("include_benchmark_names", "exclude_benchmark_names")
+    @classmethod
+    def _check_regex(cls, value: str | None) -> str | None:
+        compile_name_filter(value)
+        return value or None
+
+    def benchmark_filter(self) -> BenchmarkFilter:
+        """The include/exclude settings as one filter."""
+        return BenchmarkFilter(
+            include_ids=frozenset(self.include_benchmark_ids),
+            exclude_ids=frozenset(self.exclude_benchmark_ids),
+            include_names=compile_name_filter(self.include_benchmark_names),
+            exclude_names=compile_name_filter(self.exclude_benchmark_names),
+        )
+
+    @model_validator(mode="after")
+    def _check_filters(self) -> Settings:
+        if self.include_benchmark_ids and not set(self.include_benchmark_ids) - set(
+            self.exclude_benchmark_ids
+        ):
+            raise ValueError(
+                f"{describe('exclude_benchmark_ids')} removes every id of {describe('include_benchmark_ids')}"
+            )
+        return self
 
     @property
     def sync_deadline_seconds(self) -> float:
@@ -209,6 +257,33 @@ OPTIONS: tuple[_Option, ...] = (
     _opt("log_level", "debug, info, warning or error (default info)", metavar="LEVEL"),
     _opt("score_buckets", "comma-separated score histogram bounds", metavar="LIST"),
     _opt("duration_buckets", "comma-separated duration histogram bounds in seconds", metavar="LIST"),
+    _opt(
+        "include_benchmark_ids",
+        "comma-separated benchmark ids: export only these (each listed with the API's filter)",
+        metavar="IDS",
+    ),
+    _opt("exclude_benchmark_ids", "comma-separated benchmark ids not to export", metavar="IDS"),
+    _opt(
+        "include_benchmark_names",
+        "export only benchmarks whose name fully matches this Python regex",
+        metavar="REGEX",
+    ),
+    _opt(
+        "exclude_benchmark_names",
+        "do not export benchmarks whose name fully matches this Python regex",
+        metavar="REGEX",
+    ),
+    _opt(
+        "metadata_labels",
+        "comma-separated run metadata keys exported as metadata_<key> labels (default none)",
+        metavar="KEYS",
+    ),
+    _opt(
+        "metadata_label_max_values",
+        "distinct values kept per extra label; the rest become __other__ (default 20)",
+        metavar="N",
+    ),
+    _opt("purpose_label", "true to export each run's purpose as a label (default false)", metavar="BOOL"),
 )
 _BY_FIELD = {option.field: option for option in OPTIONS}
 
@@ -217,7 +292,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage and exiting, so errors share one format."""
 
     def error(self, message: str) -> Any:
-        raise SettingsError([message])
+        raise SettingsError([message.replace("argument command: invalid choice:", "unknown command")])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="serve metrics of a built-in simulated Runloop account (no key needed)",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        default=None,
+        help="sync once, print the exposition to stdout and exit: 0, or 1 when the sync failed",
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("check",),
+        help="check: validate the settings, ask the API once, print what it found or what is wrong; exit 0 or 1",
     )
     for option in OPTIONS:
         parser.add_argument(
@@ -258,10 +345,33 @@ def _format_error(error: Any) -> str:
     return f"{describe(field)}: {message}"
 
 
+Mode = Literal["serve", "once", "check"]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the command line asks for: the settings, and whether to serve, sync once or check."""
+
+    settings: Settings
+    mode: Mode
+
+
+def load_invocation(argv: Sequence[str] | None = None) -> Invocation:
+    """Parse the command line and the environment; raise SettingsError listing all problems."""
+    args = vars(build_parser().parse_args(list(argv) if argv is not None else None))
+    once, command = args.pop("once"), args.pop("command")
+    if once and command:
+        raise SettingsError(["give --once or check, not both"])
+    mode: Mode = "check" if command == "check" else "once" if once else "serve"
+    return Invocation(_validate({key: value for key, value in args.items() if value is not None}), mode)
+
+
 def load_settings(argv: Sequence[str] | None = None) -> Settings:
     """Parse flags, merge them over the environment and validate; raise SettingsError listing all problems."""
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
-    given = {key: value for key, value in vars(args).items() if value is not None}
+    return load_invocation(argv).settings
+
+
+def _validate(given: dict[str, Any]) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:

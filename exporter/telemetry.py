@@ -6,6 +6,8 @@ own, separate from the benchmark-run figures, which come from immutable snapshot
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.metrics import disable_created_metrics
 
@@ -71,6 +73,13 @@ class Telemetry:
             "Scheduled reconciles that found the incrementally held figures had drifted (and healed them).",
             registry=r,
         )
+        self.label_values_folded = Counter(
+            "runloop_exporter_label_values_folded",
+            "Runs exported with a label value of __other__ because the label reached its cap of distinct "
+            "values; each run is counted once.",
+            ["label"],
+            registry=r,
+        )
         self.sync_runs = Gauge(
             "runloop_exporter_runs", "Runs known after the last successful sync.", registry=r
         )
@@ -85,6 +94,15 @@ class Telemetry:
             self.invalid_records.labels(reason)
         for endpoint in (RUNS_PATH, RUN_PATH, BENCHMARK_PATH, BENCHMARKS_PATH):
             self.api_requests.labels(endpoint, "200")
+
+    def init_folded(self, labels: Iterable[str]) -> None:
+        """Show the folded-runs counter at 0 for every label that can fold."""
+        for label in labels:
+            self.label_values_folded.labels(label)
+
+    def count_folded(self, label: str, runs: int) -> None:
+        """Hook for FoldCounting: runs newly exported as `__other__` under `label`."""
+        self.label_values_folded.labels(label).inc(runs)
 
     def count_request(self, endpoint: str, code: str) -> None:
         """Hook for the API client: one HTTP attempt."""
