@@ -1,0 +1,70 @@
+"""The exporter side of the scale benchmark, in its own process; driven line by line on stdin.
+
+Commands: `backfill` (prints seconds), `sync` (prints requests sent), `serve` (prints a port serving the
+current snapshot), `rss` (prints peak RSS in MB).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from exporter.api import RunloopClient
+from exporter.exposition import Rendered, render_registry
+from exporter.logs import configure
+from exporter.server import MetricsServer, State
+from exporter.settings import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
+from exporter.simulator import DEFAULT_API_KEY
+from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords
+from exporter.telemetry import Telemetry
+
+
+def main(url: str, mode: str, page_size: int) -> None:
+    """Answer the driver's commands until stdin closes."""
+    configure("console", "warning")  # logs to stderr; stdout carries the answers
+    telemetry = Telemetry()
+    client = RunloopClient(url, lambda: DEFAULT_API_KEY, on_request=telemetry.count_request)
+    sync = IncrementalSync(
+        client,
+        page_size=page_size,
+        score_buckets=DEFAULT_SCORE_BUCKETS,
+        duration_buckets=DEFAULT_DURATION_BUCKETS,
+        names=BenchmarkNames(client),
+        invalid=InvalidRecords(lambda reason: None),
+        telemetry=telemetry,
+        full_every_sync=mode == "full",
+    )
+    snapshot = None
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "backfill":
+            started = time.perf_counter()
+            snapshot = sync.run()
+            print(f"{time.perf_counter() - started:.3f}", flush=True)
+        elif command == "sync":
+            before = client.requests
+            snapshot = sync.run()
+            print(client.requests - before, flush=True)
+        elif command == "serve":
+            assert snapshot is not None
+            state = State(lambda: render_registry(telemetry.registry))
+            state.rendered = Rendered.of(snapshot)
+            server = MetricsServer(("127.0.0.1", 0), state)
+            server.start()
+            print(server.server_port, flush=True)
+        elif command == "rss":
+            print(peak_rss_mb(), flush=True)
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process. Not getrusage's ru_maxrss: Linux carries that over from the parent
+    across fork and exec, so a child of a big simulator would report the simulator's size."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
