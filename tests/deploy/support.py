@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,13 @@ _RUNLOOP_NAME = re.compile(r"\b(runloop_[a-z0-9_]+)")
 def metric_names(expr: str) -> set[str]:
     """The runloop_* metric names an expression refers to."""
     return set(_RUNLOOP_NAME.findall(expr))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def find_tool(name: str) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import pytest
 import yaml
 
 from exporter.simulator import Simulator, World
-from tests.deploy.support import DASHBOARD_FILE, RULES_FILE, require_tool
+from tests.deploy.support import DASHBOARD_FILE, RULES_FILE, free_port, require_tool
 
 pytestmark = pytest.mark.slow
 
@@ -38,12 +37,6 @@ BENCHMARKS = {"bmd_e2eAlpha0001": "alpha suite", "bmd_e2eBravo0002": "bravo suit
 RATE_INTERVAL = "4s"
 RANGE = "5m"
 WAIT_S = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get_json(url: str) -> Any:
