@@ -643,6 +643,18 @@ def test_schema_accepts_the_defaults_and_every_ci_file(helm: Helm) -> None:
         assert helm.template(values).returncode == 0, values.name
 
 
+@pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
+def test_notes_render(helm: Helm, values: Path) -> None:
+    """NOTES.txt is only rendered at install time: a template error there would surface only then."""
+    result = helm(
+        "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE, "-f", str(values)
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "port-forward svc/" in notes
+    assert "/metrics" in notes
+
+
 def test_notes_tell_how_to_reach_metrics(helm: Helm) -> None:
     result = helm(
         "install",
