@@ -46,8 +46,16 @@ apt_install() {
     apt-get update >>"$log" 2>&1 || die "apt-get update failed"
     apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >>"$log" 2>&1 \
-    || die "apt-get install $* failed"
+  # Packages like prometheus start their service on install; the tests start their own, on 127.0.0.1.
+  # policy-rc.d answering 101 tells invoke-rc.d not to start anything (only while we install).
+  local policy=/usr/sbin/policy-rc.d own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && own_policy=1
+  fi
+  local status=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >>"$log" 2>&1 || status=$?
+  if [ -n "$own_policy" ]; then rm -f "$policy"; fi
+  [ "$status" = 0 ] || die "apt-get install $* failed"
 }
 
 ensure_prometheus() {
