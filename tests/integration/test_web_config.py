@@ -276,6 +276,22 @@ def test_require_and_verify_client_cert(pki: Pki, start_secure: Callable[..., Se
     assert "client certificate refused" in exporter.logs()
 
 
+def test_verify_if_given_with_basic_auth_keeps_probes_working(
+    pki: Pki, start_secure: Callable[..., SecureExporter]
+) -> None:
+    """Kubelet probes never present a client certificate: this is the setup that lets them in."""
+    config = TLS + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: client-ca.crt\n" + USERS
+    prometheus = pki.client(cert_from=pki.client_ca)
+    exporter = start_secure(web_config(pki, config), prometheus, ("prometheus", PASSWORD))
+    probe = pki.client()
+    assert exporter.get("/healthz", verify=probe, auth=None).status_code == 200
+    assert exporter.get("/readyz", verify=probe, auth=None).status_code in {200, 503}
+    assert exporter.get("/metrics", verify=probe, auth=None).status_code == 401
+    assert exporter.get("/metrics").status_code == 200  # certificate and password
+    with pytest.raises(ssl.SSLError, match="UNKNOWN_CA"):
+        raw_tls_get(exporter.port, pki.client(cert_from=pki.server_ca))  # a given cert is verified
+
+
 def test_client_allowed_sans(pki: Pki, start_secure: Callable[..., SecureExporter]) -> None:
     config = MTLS + "  client_allowed_sans: [prometheus.monitoring.svc]\n"
     exporter = start_secure(web_config(pki, config), pki.client(cert_from=pki.client_ca))
