@@ -10,6 +10,7 @@ Exceptions, so that callers catch the level they can act on::
     ├── PaginationError          the cursor does not advance; paging stopped after a bounded number of pages
     ├── ApiError                 any other unexpected status (400, 404 on a list, ...)
     └── CancelledError           the exporter is shutting down, or the sync ran past its deadline
+        └── ShutdownError        the exporter is shutting down (not a failure of Runloop or of the sync)
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ class ApiError(RunloopError):
 
 class CancelledError(RunloopError):
     """Stopped on purpose: shutdown, or the sync's deadline passed."""
+
+
+class ShutdownError(CancelledError):
+    """Stopped because the exporter is shutting down."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +248,7 @@ class RunloopClient:
 
     def _check_time(self) -> None:
         if self._stop.is_set():
-            raise CancelledError("the exporter is shutting down")
+            raise ShutdownError("the exporter is shutting down")
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise CancelledError("the sync ran past its deadline")
 
@@ -254,7 +259,7 @@ class RunloopClient:
                 f"{cause}; not retried: waiting {seconds:.1f} s would pass the sync deadline"
             )
         if self._stop.wait(seconds):
-            raise CancelledError("the exporter is shutting down")
+            raise ShutdownError("the exporter is shutting down")
 
     def _get_json(
         self, endpoint: str, path: str, params: dict[str, Any] | None, *, allow_404: bool = False

@@ -10,7 +10,7 @@ import time
 
 import structlog
 
-from exporter.api import AuthError, CancelledError, RunloopClient, RunloopError
+from exporter.api import AuthError, CancelledError, RunloopClient, RunloopError, ShutdownError
 from exporter.exposition import Rendered
 from exporter.server import State
 from exporter.sync import Sync
@@ -42,6 +42,9 @@ class SyncJob:
             rendered = Rendered.of(snapshot)
         except AuthError as exc:
             self._fail("the API key was refused: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE", started, exc)
+            return False
+        except ShutdownError:  # a normal stop: not a failure, and not an error line at every deploy
+            log.info("sync interrupted: the exporter is shutting down")
             return False
         except CancelledError as exc:
             self._fail("sync stopped", started, exc)

@@ -524,17 +524,19 @@ def test_a_reconcile_that_finds_no_drift_says_so(world: World, simulator: Simula
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-@pytest.mark.parametrize("moment", ["idle", "mid_sync"])
+@pytest.mark.parametrize("moment", ["idle", "mid_request", "mid_backoff"])
 def test_signal_exits_0_within_5_seconds(
     sig: int, moment: str, seeded: World, simulator: Simulator, start_exporter: Callable[..., Exporter]
 ) -> None:
-    if moment == "mid_sync":
+    if moment == "mid_request":
         simulator.faults.delay_seconds = 60  # the first request hangs: the backfill is in flight
-    exporter = start_exporter()
-    if moment == "mid_sync":
-        wait_until(lambda: len(simulator.requests) > 0, 10, "a request in flight")
+    if moment == "mid_backoff":
+        simulator.faults.fail_next(100_000, 503)  # the backfill backs off, for up to a minute
+    exporter = start_exporter(env={"RUNLOOP_EXPORTER_SYNC_INTERVAL_SECONDS": "60"})
+    if moment == "idle":
+        exporter.wait_for_sync(after=0)
     else:
-        exporter.wait_for_sync()
+        wait_until(lambda: len(simulator.requests) >= (1 if moment == "mid_request" else 2), 10, "a sync")
     assert exporter.proc is not None
     exporter.proc.send_signal(sig)
     try:
@@ -546,5 +548,6 @@ def test_signal_exits_0_within_5_seconds(
     assert "stopping" in events
     assert events[-1] == "stopped"
     assert "Traceback" not in exporter.logs()
-    stopped = log_events(exporter)[-1]
-    assert stopped["sync_interrupted"] is (moment == "mid_sync")
+    assert errors(exporter) == []  # a normal stop is no error, even in the middle of a sync
+    # A hanging request is abandoned after the grace period; a backoff wakes up at once.
+    assert log_events(exporter)[-1]["sync_interrupted"] is (moment == "mid_request")
