@@ -76,6 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
     protocol_version = "HTTP/1.1"
     server_version = f"runloop-exporter/{__version__}"
+    # Headers and body go out in separate writes; with Nagle's algorithm the body would wait for the
+    # client's delayed ACK (40 ms) on every keep-alive scrape.
+    disable_nagle_algorithm = True
 
     _headers_from_config: Mapping[str, str] = {}
 
