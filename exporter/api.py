@@ -295,13 +295,14 @@ class RunloopClient:
             timeout = max(min(timeout, self.deadline - time.monotonic()), 0.001)
         self.requests += 1
         try:
-            response = self._http.get(
+            with self._http.stream(
+                "GET",
                 path,
                 params=params,
                 headers={"Authorization": f"Bearer {self._key()}"},
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            )
-            content = response.content
+            ) as response:
+                content = self._read_body(response)
         except httpx.TimeoutException:
             self._on_request(endpoint, "timeout")
             raise TransientError(f"{endpoint}: timed out") from None
@@ -328,6 +329,21 @@ class RunloopClient:
             return json.loads(content)
         except (ValueError, UnicodeDecodeError):
             raise BadResponseError(f"{endpoint}: the body is not valid JSON") from None
+
+    def _read_body(self, response: httpx.Response) -> bytes:
+        """The body, checked against the deadline chunk by chunk.
+
+        httpx's timeout applies to each read, so a server that sends a byte now and then would
+        otherwise hold a sync far past its deadline.
+        """
+        chunks = []
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise httpx.ReadTimeout(
+                    "the body arrives too slowly for the sync deadline", request=response.request
+                )
+        return b"".join(chunks)
 
 
 def _paginate(

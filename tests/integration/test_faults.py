@@ -13,8 +13,10 @@ import json
 import random
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -257,6 +259,63 @@ def test_no_sync_outlives_its_deadline(
     assert any(
         "deadline" in str(e.get("error")) and "HTTP 503" in str(e.get("error")) for e in errors(exporter)
     )
+
+
+class _Trickle(BaseHTTPRequestHandler):
+    """Answers 200 at once, then sends the body one byte every 0.1 s: no single read ever times out."""
+
+    protocol_version = "HTTP/1.1"
+    stop = threading.Event()
+
+    def do_GET(self) -> None:
+        body = b'{"runs":[],"has_more":false,"total_count":0}' + b" " * 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for i in range(len(body)):
+            try:
+                self.wfile.write(body[i : i + 1])
+            except OSError:
+                return
+            if self.stop.wait(0.1):
+                return
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def trickling_api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    _Trickle.stop.set()
+    server.shutdown()
+    server.server_close()
+    _Trickle.stop.clear()
+
+
+def test_a_body_sent_byte_by_byte_cannot_hold_a_sync_past_its_deadline(
+    trickling_api: str, start_exporter: Callable[..., Exporter]
+) -> None:
+    # The whole body would take 25 s to arrive; each byte comes well within the request timeout.
+    exporter = start_exporter(
+        env={
+            "RUNLOOP_BASE_URL": trickling_api,
+            "RUNLOOP_EXPORTER_REQUEST_TIMEOUT_SECONDS": "2",
+            "RUNLOOP_EXPORTER_SYNC_INTERVAL_SECONDS": "2",
+            "RUNLOOP_EXPORTER_FULL_READ_TIMEOUT_SECONDS": "1.5",
+        }
+    )
+    scraped = wait_for_failures(exporter, 1, timeout=15)
+    count = value(scraped, "runloop_exporter_sync_duration_seconds_count")
+    assert value(scraped, "runloop_exporter_sync_duration_seconds_bucket", le="5.0") == count
+    assert value(scraped, "runloop_exporter_syncs_total", result="success") == 0
+    assert value(scraped, "runloop_exporter_api_requests_total", endpoint=RUNS, code="timeout") >= 2
+    assert all("timed out" in str(e.get("error")) for e in errors(exporter))
 
 
 # --- rate limits ----------------------------------------------------------------------------------
