@@ -246,10 +246,12 @@ class RunloopClient:
 
     # --- transport -------------------------------------------------------------------------------
 
-    def _check_time(self) -> None:
+    def _check_time(self, cause: RunloopError | None) -> None:
         if self._stop.is_set():
             raise ShutdownError("the exporter is shutting down")
         if self.deadline is not None and time.monotonic() >= self.deadline:
+            if cause is not None:  # woke from a backoff too late (a busy machine): still say why
+                raise CancelledError(f"{cause}; not retried: the sync ran past its deadline")
             raise CancelledError("the sync ran past its deadline")
 
     def _wait(self, seconds: float, cause: RunloopError) -> None:
@@ -265,8 +267,9 @@ class RunloopClient:
         self, endpoint: str, path: str, params: dict[str, Any] | None, *, allow_404: bool = False
     ) -> Any:
         attempt = 0
+        cause: TransientError | None = None  # the error being retried, if any
         while True:
-            self._check_time()
+            self._check_time(cause)
             wait = self._not_before - time.monotonic()
             if wait > 0:
                 raise RateLimitedError(
@@ -288,6 +291,7 @@ class RunloopClient:
                 raise error
             attempt += 1
             self._wait(delay, error)
+            cause = error
 
     def _send(self, endpoint: str, path: str, params: dict[str, Any] | None, *, allow_404: bool) -> Any:
         timeout = self._timeout_s
