@@ -288,12 +288,12 @@ class IncrementalSync:
             ledger.tail = _last_id(page.records) or ledger.tail
             for record in page.records:
                 run = parse_run(record)
+                ledger.listed += 1  # total_count counts every entry of the listing, duplicates too
                 if isinstance(run, Run) and not seen.add(run.id):
                     self._invalid.report(
                         Invalid("duplicate_id", run.id, "the same run id came twice in one listing")
                     )
                     continue
-                ledger.listed += 1
                 if isinstance(run, Invalid):
                     self._invalid.report(run)
                     continue
@@ -316,8 +316,8 @@ class IncrementalSync:
 
     def _report_drift(self, before: Ledger, after: Ledger) -> None:
         """Compare what the incremental syncs held with what a full read found."""
-        held = {g.key: g for g in build_snapshot(before.totals, before.running.values(), {}).groups}
-        found = {g.key: g for g in build_snapshot(after.totals, after.running.values(), {}).groups}
+        held = _figures(before)
+        found = _figures(after)
         changed = [key for key in held.keys() | found.keys() if held.get(key) != found.get(key)]
         if changed or before.listed != after.listed:
             self._telemetry.reconcile_drift.inc()
@@ -400,6 +400,8 @@ class IncrementalSync:
         """Account for runs that were not in the listing at the last read (or moved in it)."""
         for record in records:
             run = parse_run(record)
+            if not (isinstance(run, Run) and run.id in held_running):
+                delta.listed += 1  # a run held as running was accounted for already; it only moved
             if isinstance(run, Run):
                 if run.id in seen:
                     self._invalid.report(
@@ -407,8 +409,6 @@ class IncrementalSync:
                     )
                     continue
                 seen.add(run.id)
-            if not (isinstance(run, Run) and run.id in held_running):
-                delta.listed += 1  # a run held as running was accounted for already; it only moved
             if isinstance(run, Invalid):
                 self._invalid.report(run)
                 continue
@@ -446,6 +446,23 @@ class IncrementalSync:
             ledger.totals.add(run, key)
         ledger.running = delta.running
         ledger.head, ledger.tail, ledger.listed = delta.head, delta.tail, delta.listed
+
+
+def _figures(ledger: Ledger) -> dict[GroupKey, tuple[object, ...]]:
+    """A ledger's figures per group, sums rounded: runs added in another order give other float sums."""
+    out: dict[GroupKey, tuple[object, ...]] = {}
+    for g in build_snapshot(ledger.totals, ledger.running.values(), {}).groups:
+        hists = {state: (h.cumulative, round(h.total, 6)) for state, h in g.durations.items()}
+        scores = (g.scores.cumulative, round(g.scores.total, 6))
+        out[g.key] = (
+            dict(g.counts),
+            hists,
+            scores,
+            g.last_completed_score,
+            g.last_completed_end_s,
+            g.oldest_running_start_s,
+        )
+    return out
 
 
 class CombinedSync:

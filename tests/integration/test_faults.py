@@ -523,10 +523,6 @@ def test_bad_records_are_skipped_counted_and_logged_once(
     assert SECRET not in exporter.logs()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs exporter/sync.py to count a duplicated entry as listed (total_count includes it)",
-)
 def test_a_duplicated_id_does_not_force_a_full_read_every_sync(
     world: World, start_exporter: Callable[..., Exporter]
 ) -> None:
@@ -539,10 +535,6 @@ def test_a_duplicated_id_does_not_force_a_full_read_every_sync(
     assert value(scraped, "runloop_exporter_full_reads_total", reason="probe_mismatch") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs exporter/sync.py: _report_drift compares float sums exactly, and sums differ by order",
-)
 def test_a_reconcile_that_finds_no_drift_says_so(world: World, simulator: Simulator) -> None:
     """runloop_exporter_reconcile_drift_total is an alarm: it must not go up when nothing drifted."""
     for bid in ("bmd_alpha", "bmd_beta"):
