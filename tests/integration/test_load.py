@@ -11,6 +11,8 @@ from __future__ import annotations
 import gzip
 import multiprocessing
 import random
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -187,3 +189,26 @@ def test_fifty_scrapers_for_thirty_seconds_see_only_whole_snapshots(
     got = benchmark_part(final)
     assert got.keys() == want.keys()
     assert {k: v for k, v in want.items() if got[k] != pytest.approx(v)} == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs exporter/server.py: MetricsServer.handle_error, so a reset scrape is logged through structlog",
+)
+def test_scrapers_that_hang_up_leave_only_json_log_lines(
+    world: World, start_exporter: Callable[..., Exporter]
+) -> None:
+    """Prometheus cancels a scrape at scrape_timeout; that must not print raw tracebacks into JSON logs."""
+    world.add_benchmark("bmd_load_000", "Load 0")
+    world.add_many_finished(2_000, ["bmd_load_000"], NOW_MS, seed=1)
+    exporter = start_exporter()
+    exporter.wait_for_sync(after=0)
+    host, port = "127.0.0.1", int(exporter.url.rsplit(":", 1)[1])
+    for _ in range(20):
+        with socket.create_connection((host, port)) as conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+            conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: exporter\r\n\r\n")
+    exporter.wait_for_sync()
+    lines = exporter.logs().splitlines()
+    assert lines
+    assert [line for line in lines if not line.startswith("{")] == []
