@@ -16,6 +16,9 @@ from exporter.models import KNOWN_STATES, RUNNING, TERMINAL_STATES, Run
 
 Labels = tuple[tuple[str, str], ...]
 
+DURATION_UNIT = 0.001  # seconds: Runloop reports whole milliseconds, so duration sums are exact
+SCORE_UNIT = 1e-9  # score sums exact to 1e-9 per run
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class GroupKey:
@@ -36,11 +39,17 @@ class RunningRun:
 
 @dataclass(slots=True)
 class Histogram:
-    """A cumulative-free histogram: `counts[i]` holds observations in bucket i, the last one +Inf."""
+    """A cumulative-free histogram: `counts[i]` holds observations in bucket i, the last one +Inf.
+
+    The sum is kept as a whole number of `unit`s, so it does not depend on the order runs are added
+    in: a full read and the incremental syncs before it give the very same `_sum`, which therefore
+    never moves backwards (a `rate()` would read that as a counter reset).
+    """
 
     bounds: tuple[float, ...]
+    unit: float
     counts: list[int] = field(default_factory=list)
-    total: float = 0.0
+    total_units: int = 0
 
     def __post_init__(self) -> None:
         if not self.counts:
@@ -49,7 +58,12 @@ class Histogram:
     def observe(self, value: float) -> None:
         """Add one observation (`le` semantics: a value equal to a bound falls in that bound's bucket)."""
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
+        self.total_units += round(value / self.unit)
+
+    @property
+    def total(self) -> float:
+        """Sum of the observations."""
+        return self.total_units * self.unit
 
     def freeze(self) -> HistogramView:
         """An immutable view with cumulative bucket counts, as Prometheus exposes them."""
@@ -101,8 +115,10 @@ class Totals:
         if totals is None:
             totals = GroupTotals(
                 finished={},
-                durations={state: Histogram(self.duration_buckets) for state in TERMINAL_STATES},
-                scores=Histogram(self.score_buckets),
+                durations={
+                    state: Histogram(self.duration_buckets, DURATION_UNIT) for state in TERMINAL_STATES
+                },
+                scores=Histogram(self.score_buckets, SCORE_UNIT),
             )
             self.groups[key] = totals
         return totals
@@ -167,8 +183,8 @@ def build_snapshot(
 
     empty = GroupTotals(
         finished={},
-        durations={state: Histogram(totals.duration_buckets) for state in TERMINAL_STATES},
-        scores=Histogram(totals.score_buckets),
+        durations={state: Histogram(totals.duration_buckets, DURATION_UNIT) for state in TERMINAL_STATES},
+        scores=Histogram(totals.score_buckets, SCORE_UNIT),
     )
     views = []
     for key in sorted(set(totals.groups) | set(running_count), key=_sort_key):

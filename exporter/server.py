@@ -17,6 +17,7 @@ import gzip
 import html
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -194,6 +195,15 @@ class MetricsServer(ThreadingHTTPServer):
         """The web config in force now."""
         protection = self.protection()
         return protection.web if protection else None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up mid-answer is routine (a scrape timed out); anything else goes through
+        structlog, never to stderr as a raw traceback that would skip redaction."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            log.debug("the client went away", error=type(error).__name__)
+            return
+        log.exception("serving a request failed")
 
     def start(self) -> threading.Thread:
         """Serve in a background thread."""

@@ -316,8 +316,8 @@ class IncrementalSync:
 
     def _report_drift(self, before: Ledger, after: Ledger) -> None:
         """Compare what the incremental syncs held with what a full read found."""
-        held = _figures(before)
-        found = _figures(after)
+        held = {g.key: g for g in build_snapshot(before.totals, before.running.values(), {}).groups}
+        found = {g.key: g for g in build_snapshot(after.totals, after.running.values(), {}).groups}
         changed = [key for key in held.keys() | found.keys() if held.get(key) != found.get(key)]
         if changed or before.listed != after.listed:
             self._telemetry.reconcile_drift.inc()
@@ -446,23 +446,6 @@ class IncrementalSync:
             ledger.totals.add(run, key)
         ledger.running = delta.running
         ledger.head, ledger.tail, ledger.listed = delta.head, delta.tail, delta.listed
-
-
-def _figures(ledger: Ledger) -> dict[GroupKey, tuple[object, ...]]:
-    """A ledger's figures per group, sums rounded: runs added in another order give other float sums."""
-    out: dict[GroupKey, tuple[object, ...]] = {}
-    for g in build_snapshot(ledger.totals, ledger.running.values(), {}).groups:
-        hists = {state: (h.cumulative, round(h.total, 6)) for state, h in g.durations.items()}
-        scores = (g.scores.cumulative, round(g.scores.total, 6))
-        out[g.key] = (
-            dict(g.counts),
-            hists,
-            scores,
-            g.last_completed_score,
-            g.last_completed_end_s,
-            g.oldest_running_start_s,
-        )
-    return out
 
 
 class CombinedSync:

@@ -191,10 +191,6 @@ def test_fifty_scrapers_for_thirty_seconds_see_only_whole_snapshots(
     assert {k: v for k, v in want.items() if got[k] != pytest.approx(v)} == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs exporter/server.py: MetricsServer.handle_error, so a reset scrape is logged through structlog",
-)
 def test_scrapers_that_hang_up_leave_only_json_log_lines(
     world: World, start_exporter: Callable[..., Exporter]
 ) -> None:

@@ -16,7 +16,7 @@ def run(
 
 
 def test_histogram_le_semantics() -> None:
-    h = Histogram((1.0, 2.0))
+    h = Histogram((1.0, 2.0), 0.5)
     for v in (0.5, 1.0, 1.5, 2.0, 9.0):
         h.observe(v)
     view = h.freeze()
