@@ -1,8 +1,8 @@
 """Runs in, per-benchmark figures out.
 
 Finished runs never change, so their figures are kept as add-only totals (`Totals`): a sync can add
-the runs it learns of without ever re-reading history. Running runs are kept one small record each
-(`RunningRun`), because they will change. `build_snapshot` freezes both into a `Snapshot` that the
+the runs it learns of without ever re-reading history. Runs that can still change (running, or in a
+state new to us that is not known to be final) are kept one small record each (`RunningRun`). `build_snapshot` freezes both into a `Snapshot` that the
 collector renders; a snapshot is never modified, so it can be read by any number of scrapes at once.
 """
 
@@ -16,8 +16,8 @@ from exporter.models import KNOWN_STATES, RUNNING, TERMINAL_STATES, Run
 
 Labels = tuple[tuple[str, str], ...]
 
-DURATION_UNIT = 0.001  # seconds: Runloop reports whole milliseconds, so duration sums are exact
-SCORE_UNIT = 1e-9  # score sums exact to 1e-9 per run
+DURATION_SCALE = 1000  # units per second: Runloop reports whole milliseconds, so duration sums are exact
+SCORE_SCALE = 10**9  # score sums exact to 1e-9 per run
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -30,24 +30,25 @@ class GroupKey:
 
 @dataclass(frozen=True, slots=True)
 class RunningRun:
-    """All that is kept of a run still running: enough to count it and to age the oldest one."""
+    """All that is kept of a run that can still change: enough to count it and age the oldest one."""
 
     id: str
     key: GroupKey
     start_ms: int
+    state: str = RUNNING
 
 
 @dataclass(slots=True)
 class Histogram:
     """A cumulative-free histogram: `counts[i]` holds observations in bucket i, the last one +Inf.
 
-    The sum is kept as a whole number of `unit`s, so it does not depend on the order runs are added
-    in: a full read and the incremental syncs before it give the very same `_sum`, which therefore
-    never moves backwards (a `rate()` would read that as a counter reset).
+    The sum is kept as a whole number of 1/`scale` units, so it does not depend on the order runs are
+    added in: a full read and the incremental syncs before it give the very same `_sum`, which
+    therefore never moves backwards (a `rate()` would read that as a counter reset).
     """
 
     bounds: tuple[float, ...]
-    unit: float
+    scale: int
     counts: list[int] = field(default_factory=list)
     total_units: int = 0
 
@@ -58,12 +59,12 @@ class Histogram:
     def observe(self, value: float) -> None:
         """Add one observation (`le` semantics: a value equal to a bound falls in that bound's bucket)."""
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total_units += round(value / self.unit)
+        self.total_units += round(value * self.scale)
 
     @property
     def total(self) -> float:
-        """Sum of the observations."""
-        return self.total_units * self.unit
+        """Sum of the observations (correctly rounded: an integer divided by an integer)."""
+        return self.total_units / self.scale
 
     def freeze(self) -> HistogramView:
         """An immutable view with cumulative bucket counts, as Prometheus exposes them."""
@@ -116,28 +117,28 @@ class Totals:
             totals = GroupTotals(
                 finished={},
                 durations={
-                    state: Histogram(self.duration_buckets, DURATION_UNIT) for state in TERMINAL_STATES
+                    state: Histogram(self.duration_buckets, DURATION_SCALE) for state in TERMINAL_STATES
                 },
-                scores=Histogram(self.score_buckets, SCORE_UNIT),
+                scores=Histogram(self.score_buckets, SCORE_SCALE),
             )
             self.groups[key] = totals
         return totals
 
     def add(self, run: Run, key: GroupKey) -> None:
-        """Count one run that is no longer running (a terminal state, or a state new to us)."""
+        """Count one finished run (completed, failed or canceled)."""
         totals = self.group(key)
         totals.finished[run.state] = totals.finished.get(run.state, 0) + 1
         self.finished_runs += 1
-        if not run.is_terminal:
-            return
         if run.duration_ms is not None:
             totals.durations[run.state].observe(run.duration_ms / 1000)
         if run.state != "completed" or run.score is None:
             return
         totals.scores.observe(run.score)
         end_ms = run.end_ms
+        # Ties on the end time go to the higher score, so the result does not depend on listing order.
         if end_ms is not None and (
-            totals.last_completed_end_ms is None or end_ms > totals.last_completed_end_ms
+            totals.last_completed_end_ms is None
+            or (end_ms, run.score) > (totals.last_completed_end_ms, totals.last_completed_score or 0.0)
         ):
             totals.last_completed_end_ms = end_ms
             totals.last_completed_score = run.score
@@ -173,25 +174,26 @@ class Snapshot:
 def build_snapshot(
     totals: Totals, running: Iterable[RunningRun], benchmark_names: Mapping[str, str]
 ) -> Snapshot:
-    """Freeze finished totals and the running runs into one snapshot."""
-    running_count: dict[GroupKey, int] = {}
+    """Freeze finished totals and the runs that can still change into one snapshot."""
+    live: dict[GroupKey, dict[str, int]] = {}
     oldest: dict[GroupKey, int] = {}
     for run in running:
-        running_count[run.key] = running_count.get(run.key, 0) + 1
-        if run.key not in oldest or run.start_ms < oldest[run.key]:
+        states = live.setdefault(run.key, {})
+        states[run.state] = states.get(run.state, 0) + 1
+        if run.state == RUNNING and (run.key not in oldest or run.start_ms < oldest[run.key]):
             oldest[run.key] = run.start_ms
 
     empty = GroupTotals(
         finished={},
-        durations={state: Histogram(totals.duration_buckets, DURATION_UNIT) for state in TERMINAL_STATES},
-        scores=Histogram(totals.score_buckets, SCORE_UNIT),
+        durations={state: Histogram(totals.duration_buckets, DURATION_SCALE) for state in TERMINAL_STATES},
+        scores=Histogram(totals.score_buckets, SCORE_SCALE),
     )
     views = []
-    for key in sorted(set(totals.groups) | set(running_count), key=_sort_key):
+    for key in sorted(set(totals.groups) | set(live), key=_sort_key):
         group = totals.groups.get(key, empty)
         counts = dict.fromkeys(KNOWN_STATES, 0)
-        counts.update(group.finished)
-        counts[RUNNING] = running_count.get(key, 0)
+        for state, count in [*group.finished.items(), *live.get(key, {}).items()]:
+            counts[state] = counts.get(state, 0) + count
         end_ms = group.last_completed_end_ms
         start_ms = oldest.get(key)
         views.append(
@@ -210,7 +212,7 @@ def build_snapshot(
     return Snapshot(
         groups=tuple(views),
         benchmark_names=names,
-        runs=totals.finished_runs + sum(running_count.values()),
+        runs=totals.finished_runs + sum(sum(states.values()) for states in live.values()),
     )
 
 

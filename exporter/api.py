@@ -356,7 +356,7 @@ def _paginate(
     """Follow the cursor until `has_more` is false.
 
     Raises PaginationError when the cursor repeats, a page with `has_more` holds no id to continue
-    from, or the pages outnumber what `total_count` (or, without one, MAX_PAGES) allows.
+    from, or the pages outnumber what `total_count` (or, without a plausible one, MAX_PAGES) allows.
     """
     used: set[str] = set()
     pages = 0
@@ -364,7 +364,11 @@ def _paginate(
     while True:
         page = fetch(cursor, pages == 0)
         pages += 1
-        if pages == 1 and page.total_count is not None:
+        # A total that cannot be the listing's (smaller than what this page already shows) is ignored.
+        plausible = page.total_count is not None and page.total_count > len(page.records) - (
+            not page.has_more
+        )
+        if pages == 1 and plausible and page.total_count is not None:
             max_pages = 2 * math.ceil(page.total_count / page_size) + 2
         yield page
         if not page.has_more:
@@ -393,11 +397,17 @@ def _quote(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")
 
 
-def _last_id(records: list[Any]) -> str | None:
-    for record in reversed(records):
-        if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"]:
-            return str(record["id"])
+def record_id(record: Any) -> str | None:
+    """The id of a listed record, if it has a usable one (whether or not the rest of it is valid)."""
+    if isinstance(record, dict):
+        value = record.get("id")
+        if isinstance(value, str) and value:
+            return value
     return None
+
+
+def _last_id(records: list[Any]) -> str | None:
+    return next((rid for rid in map(record_id, reversed(records)) if rid is not None), None)
 
 
 def _page(body: Any, key: str) -> Page:

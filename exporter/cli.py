@@ -7,6 +7,7 @@ Logs always go to stderr, so stdout carries only what the mode prints.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -15,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -71,7 +72,6 @@ class Demo:
 
     simulator: Simulator
     driver: DemoDriver
-    stopped: list[bool] = field(default_factory=list)
 
     @classmethod
     def start(cls) -> Demo:
@@ -198,11 +198,10 @@ def run(settings: Settings) -> int:
     except OSError as exc:
         if demo:
             demo.stop()
-        return _fail_settings(
-            [
-                f"{describe('port')}: cannot listen on {settings.address}:{settings.port}: {exc.strerror or exc}"
-            ]
-        )
+        # Taken or forbidden ports are the port's fault; anything else (no such host) the address's.
+        field = "port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "address"
+        where = f"{settings.address}:{settings.port}"
+        return _fail_settings([f"{describe(field)}: cannot listen on {where}: {exc.strerror or exc}"])
     deadline_s = settings.sync_deadline_seconds if settings.sync_timeout_seconds else interval * 0.9
     job = SyncJob(sync, client, state, telemetry, deadline_s=deadline_s)
     idle = threading.Event()

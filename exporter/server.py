@@ -190,12 +190,6 @@ class MetricsServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
-    @property
-    def web(self) -> WebConfig | None:
-        """The web config in force now."""
-        protection = self.protection()
-        return protection.web if protection else None
-
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client hanging up mid-answer is routine (a scrape timed out); anything else goes through
         structlog, never to stderr as a raw traceback that would skip redaction."""

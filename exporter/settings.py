@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -52,11 +53,6 @@ class SettingsError(Exception):
         self.problems = problems
 
 
-def _env(name: str, field: str) -> Any:
-    """Accept the environment variable and the Python field name (used for flags and tests)."""
-    return AliasChoices(field, name)
-
-
 class Settings(BaseSettings):
     """All settings of the exporter. Names of environment variables are the public contract."""
 
@@ -68,13 +64,11 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    api_key: SecretStr | None = Field(default=None, validation_alias=_env("RUNLOOP_API_KEY", "api_key"))
-    api_key_file: Path | None = Field(
-        default=None, validation_alias=_env("RUNLOOP_API_KEY_FILE", "api_key_file")
-    )
-    base_url: str = Field(
-        default="https://api.runloop.ai", validation_alias=_env("RUNLOOP_BASE_URL", "base_url")
-    )
+    # The SDKs' own variable names. Exactly these: a bare BASE_URL or API_KEY, common in containers,
+    # must never redirect the key to another host. Flags and tests use the field names.
+    api_key: SecretStr | None = Field(default=None, validation_alias="RUNLOOP_API_KEY")
+    api_key_file: Path | None = Field(default=None, validation_alias="RUNLOOP_API_KEY_FILE")
+    base_url: str = Field(default="https://api.runloop.ai", validation_alias="RUNLOOP_BASE_URL")
     address: str = "0.0.0.0"  # noqa: S104 - an exporter listens on all interfaces by default
     port: Annotated[int, Field(ge=1, le=65535)] = 9756
     sync_interval_seconds: Annotated[float, Field(ge=1, le=86400)] = 60.0
@@ -182,17 +176,29 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_key(self) -> Settings:
-        if self.demo:
-            return self
-        if self.api_key is not None and self.api_key_file is not None:
-            raise ValueError("give RUNLOOP_API_KEY or RUNLOOP_API_KEY_FILE, not both")
-        if self.api_key is None and self.api_key_file is None:
-            raise ValueError("RUNLOOP_API_KEY or RUNLOOP_API_KEY_FILE is required (or --demo)")
-        if self.api_key is not None and not self.api_key.get_secret_value().strip():
-            raise ValueError("RUNLOOP_API_KEY is empty")
-        if self.api_key_file is not None:
-            read_key_file(self.api_key_file)
+        key = None if self.api_key is None else self.api_key.get_secret_value()
+        problem = key_problem(key, self.api_key_file, demo=self.demo)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+def key_problem(key: str | None, key_file: Path | str | None, *, demo: bool) -> str | None:
+    """What is wrong with the key settings, if anything."""
+    if demo:
+        return None
+    if key is not None and key_file is not None:
+        return "give RUNLOOP_API_KEY or RUNLOOP_API_KEY_FILE, not both"
+    if key is None and key_file is None:
+        return "RUNLOOP_API_KEY or RUNLOOP_API_KEY_FILE is required (or --demo)"
+    if key is not None and not key.strip():
+        return "RUNLOOP_API_KEY is empty"
+    if key_file is not None:
+        try:
+            read_key_file(Path(key_file))
+        except ValueError as exc:
+            return str(exc)
+    return None
 
 
 def read_key_file(path: Path) -> str:
@@ -286,6 +292,7 @@ OPTIONS: tuple[_Option, ...] = (
     _opt("purpose_label", "true to export each run's purpose as a label (default false)", metavar="BOOL"),
 )
 _BY_FIELD = {option.field: option for option in OPTIONS}
+_BY_ENV = {option.env: option for option in OPTIONS}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -330,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def describe(field: str) -> str:
     """How an operator spells a setting: environment variable and flag."""
-    option = _BY_FIELD.get(field)
+    option = _BY_FIELD.get(field) or _BY_ENV.get(field)  # errors name aliased fields by their alias
     if option is None:
         return f"--{field.replace('_', '-')}"
     return f"{option.env} ({option.flag})"
@@ -366,16 +373,25 @@ def load_invocation(argv: Sequence[str] | None = None) -> Invocation:
     return Invocation(_validate({key: value for key, value in args.items() if value is not None}), mode)
 
 
-def load_settings(argv: Sequence[str] | None = None) -> Settings:
-    """Parse flags, merge them over the environment and validate; raise SettingsError listing all problems."""
-    return load_invocation(argv).settings
-
-
 def _validate(given: dict[str, Any]) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
         problems = list(dict.fromkeys(_format_error(error) for error in exc.errors()))
+        # Cross-field checks do not run when a field is invalid; the key is worth reporting anyway.
+        if not any("RUNLOOP_API_KEY" in problem for problem in problems):
+            env = os.environ
+            demo = str(given.get("demo", env.get("RUNLOOP_EXPORTER_DEMO", ""))).lower() in (
+                "1",
+                "true",
+                "yes",
+                "on",
+            )
+            key = given.get("api_key", env.get("RUNLOOP_API_KEY"))
+            key_file = given.get("api_key_file", env.get("RUNLOOP_API_KEY_FILE"))
+            problem = key_problem(None if key is None else str(key), key_file, demo=demo)
+            if problem:
+                problems.append(problem)
         raise SettingsError(problems) from None
     except SourceError as exc:  # a value the environment source itself could not decode
         raise SettingsError([str(exc)]) from None

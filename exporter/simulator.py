@@ -792,7 +792,10 @@ class Faults:
     One-shot faults (``*_next``) queue up and each matching request consumes one, first queued first.
     The plain attributes apply to every request until changed: ``delay_seconds`` (sleep before answering,
     for timeouts), ``stuck_cursor`` (the list endpoints ignore ``starting_after`` and always say
-    has_more), ``has_more_forever`` (has_more is true even on the last page and after it).
+    has_more), ``has_more_forever`` (has_more is true even on the last page and after it),
+    ``total_count`` ("exact"; "null": always null; "page": the size of the page only) and
+    ``ignore_benchmark_filter`` (list every benchmark's runs whatever ``benchmark_id`` asks for): servers
+    that stray from the documented contract in ways the exporter must not be fooled by.
     """
 
     def __init__(self) -> None:
@@ -801,6 +804,8 @@ class Faults:
         self.delay_seconds: float = 0.0
         self.stuck_cursor: bool = False
         self.has_more_forever: bool = False
+        self.total_count: Literal["exact", "null", "page"] = "exact"
+        self.ignore_benchmark_filter: bool = False
 
     def fail_next(
         self,
@@ -840,6 +845,8 @@ class Faults:
             self.delay_seconds = 0.0
             self.stuck_cursor = False
             self.has_more_forever = False
+            self.total_count = "exact"
+            self.ignore_benchmark_filter = False
 
     def take(self, path: str) -> _PendingFault | None:
         """Consume the first queued fault that applies to path (called once per request)."""
@@ -1193,7 +1200,7 @@ class Simulator:
         stuck = faults.stuck_cursor
         page = self.world.list_runs(
             name=_param(query, "name"),
-            benchmark_id=_param(query, "benchmark_id"),
+            benchmark_id=None if faults.ignore_benchmark_filter else _param(query, "benchmark_id"),
             state=_param(query, "state"),
             search=_param(query, "search"),
             limit=_parse_limit(query),
@@ -1202,6 +1209,9 @@ class Simulator:
         )
         if stuck or faults.has_more_forever:
             page = RunsPage(page.runs_json, True, page.total_count)
+        if faults.total_count != "exact":
+            total = len(page.runs_json) if faults.total_count == "page" else None
+            page = RunsPage(page.runs_json, page.has_more, total)
         return page.body()
 
     def _list_benchmarks(self, query: dict[str, str]) -> bytes:

@@ -2,20 +2,23 @@
 
 The first sync reads every run (the backfill). After that a sync asks only what can have changed:
 
-1. the runs listed as `running` (usually one request);
+1. the runs listed as `running` (usually one request), and likewise for each state new to us that
+   some held run is in (a new state may not be final);
 2. the first run of the listing, with `total_count` (one request: a cheap "did anything change" probe);
 3. the runs after the last one we read (one request; where new runs land if the list is oldest first);
 4. when the first run is not the one we saw first last time, the runs before it (new runs, if the list
    is newest first);
-5. `GET /v1/benchmark_runs/{id}` for each run that left `running`, to learn how it ended.
+5. `GET /v1/benchmark_runs/{id}` for each held run that left its state, to learn how it ended.
 
-Finished runs never change, so they are folded into add-only totals and forgotten; only running runs
-are kept, one small record each. The listing's order is not documented, so correctness never depends
-on it: after a sync the number of runs we account for must equal `total_count`, or the probes are
-repeated once and, if they still disagree, the sync falls back to a full read. Whatever order the API
-uses, the figures are the same; the order only changes how often that fallback is needed. A full read
-also runs every `reconcile_interval_s` to heal drift no probe can see (a run deleted while another
-appeared), and reports when it found any.
+Finished runs (completed, failed, canceled) never change, so they are folded into add-only totals and
+forgotten; only runs that can still change are kept, one small record each. The listing's order is
+not documented, so correctness never depends on it: after a sync the number of entries we account for
+must equal `total_count`, or the probes are repeated once and, if they still disagree, the sync falls
+back to a full read. Whatever order the API uses, the figures are the same; the order only changes how
+often that fallback is needed. Without a trustworthy `total_count` (null, or not matching what a full
+read found) nothing can be checked, so every sync is a full read. A full read also runs every
+`reconcile_interval_s` to heal drift no probe can see (a run deleted while another appeared), and
+reports when it found any.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, Protocol
 import structlog
 
 from exporter.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
-from exporter.api import ApiError, CancelledError, Page, RunloopClient, RunloopError
+from exporter.api import ApiError, CancelledError, Page, RunloopClient, RunloopError, record_id
 from exporter.idset import IdSet
 from exporter.models import RUNNING, Invalid, Run, parse_run
 from exporter.telemetry import Telemetry
@@ -172,13 +175,16 @@ class BenchmarkNames:
 
 @dataclass
 class Ledger:
-    """Everything an incremental sync holds between syncs; memory grows with running runs only."""
+    """Everything an incremental sync holds between syncs; memory grows with live runs only."""
 
     totals: Totals
-    running: dict[str, RunningRun] = field(default_factory=dict)
-    head: str | None = None  # id of the first run of the listing at the last read
-    tail: str | None = None  # id of the last run of the listing at the last read
-    listed: int = 0  # runs of the listing accounted for: valid, invalid and filtered out alike
+    running: dict[str, RunningRun] = field(default_factory=dict)  # runs that can still change
+    head: str | None = None  # id of the first run of the listing (with an id) at the last read
+    head_extra: int = 0  # entries without an id above it
+    tail: str | None = None  # id of the last run of the listing (with an id) at the last read
+    tail_extra: int = 0  # entries without an id below it
+    listed: int = 0  # entries of the listing accounted for: valid, invalid and filtered out alike
+    counted: bool = False  # whether total_count matched what the last full read found
 
 
 @dataclass
@@ -188,20 +194,32 @@ class _Delta:
     finished: list[tuple[Run, GroupKey]] = field(default_factory=list)
     running: dict[str, RunningRun] = field(default_factory=dict)
     head: str | None = None
+    head_extra: int = 0
     tail: str | None = None
+    tail_extra: int = 0
     listed: int = 0
     total_count: int | None = None
 
 
-def _first_id(records: list[Any]) -> str | None:
-    for record in records:
-        if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"]:
-            return str(record["id"])
-    return None
+class _Ends:
+    """Tracks the first and last entries with an id, and the id-less entries around them."""
 
+    def __init__(self) -> None:
+        self.head: str | None = None
+        self.head_extra = 0
+        self.tail: str | None = None
+        self.tail_extra = 0
 
-def _last_id(records: list[Any]) -> str | None:
-    return _first_id(list(reversed(records)))
+    def see(self, record: Any) -> None:
+        rid = record_id(record)
+        if rid is None:
+            self.tail_extra += 1
+            if self.head is None:
+                self.head_extra += 1
+        else:
+            self.tail, self.tail_extra = rid, 0
+            if self.head is None:
+                self.head = rid
 
 
 class IncrementalSync:
@@ -233,16 +251,23 @@ class IncrementalSync:
         self._reconcile_interval_s = reconcile_interval_s
         self._full_read_timeout_s = full_read_timeout_s
         self._full_every_sync = full_every_sync
-        self._grouping = grouping
+        self._user_grouping = grouping
         self._benchmark_id = benchmark_id  # list only this benchmark's runs (API-side filter)
         self._clock = clock
         self._ledger: Ledger | None = None
         self._last_full = 0.0
+        self._warned_uncounted = False
 
     @property
     def ledger(self) -> Ledger | None:
         """The state held between syncs (for tests and benchmarks)."""
         return self._ledger
+
+    def _grouping(self, run: Run) -> GroupKey | None:
+        # A server that ignores the benchmark_id filter must not make one benchmark's runs count twice.
+        if self._benchmark_id is not None and run.benchmark_id != self._benchmark_id:
+            return None
+        return self._user_grouping(run)
 
     def run(self) -> Snapshot:
         """One sync, then the snapshot of what we hold."""
@@ -255,12 +280,17 @@ class IncrementalSync:
             return self._full_read("backfill")
         if self._full_every_sync:
             return self._full_read("full_mode")
+        if not ledger.counted:
+            if not self._warned_uncounted:
+                self._warned_uncounted = True
+                log.warning("total_count is missing or does not match the listing; every sync is a full read")
+            return self._full_read("probe_mismatch")
         due = self._clock() - self._last_full >= self._reconcile_interval_s
         for _attempt in range(2):
             delta = self._changes(ledger)
             if delta is None:
                 break
-            if delta.total_count is None or delta.total_count == delta.listed:
+            if delta.total_count == delta.listed:
                 self._apply(ledger, delta)
                 if due:  # bring what we hold up to date first, so that any difference is real drift
                     return self._full_read("scheduled", compare_with=ledger)
@@ -273,22 +303,48 @@ class IncrementalSync:
     # --- full read -------------------------------------------------------------------------------
 
     def _full_read(self, reason: str, compare_with: Ledger | None = None) -> Ledger:
-        """Read the whole listing into a fresh ledger, then swap it in."""
+        """Read the whole listing into a fresh ledger, then swap it in.
+
+        A full read may take longer than a sync's deadline, but it must keep moving: each page gets a
+        fresh sync deadline (so a stalled API stops it as early as it would stop a sync), within
+        `full_read_timeout_s` overall.
+        """
         started = self._clock()
-        self._client.deadline = time.monotonic() + self._full_read_timeout_s
+        previous_deadline = self._client.deadline
+        per_page = None if previous_deadline is None else max(previous_deadline - time.monotonic(), 1.0)
+        overall = time.monotonic() + self._full_read_timeout_s
+        try:
+            ledger, total = self._read_all(reason, started, per_page, overall)
+        finally:
+            self._client.deadline = previous_deadline
+        ledger.counted = total == ledger.listed
+        self._names.retry_failed()
+        self._ledger = ledger
+        self._last_full = started
+        self._telemetry.full_syncs.labels(reason).inc()
+        if compare_with is not None:
+            self._report_drift(compare_with, ledger)
+        return ledger
+
+    def _read_all(
+        self, reason: str, started: float, per_page: float | None, overall: float
+    ) -> tuple[Ledger, int | None]:
         ledger = Ledger(Totals(*self._buckets))
+        ends = _Ends()
         seen = IdSet()
         progress = _Progress(reason, started, self._clock)
+        total: int | None = None
+        self._client.deadline = overall if per_page is None else min(overall, time.monotonic() + per_page)
         pages = self._client.iter_runs_pages(
             page_size=self._page_size, include_total_count=True, benchmark_id=self._benchmark_id
         )
-        for page in pages:
-            if ledger.head is None:
-                ledger.head = _first_id(page.records)
-            ledger.tail = _last_id(page.records) or ledger.tail
+        for number, page in enumerate(pages):
+            if number == 0:
+                total = page.total_count
             for record in page.records:
-                run = parse_run(record)
+                ends.see(record)
                 ledger.listed += 1  # total_count counts every entry of the listing, duplicates too
+                run = parse_run(record)
                 if isinstance(run, Run) and not seen.add(run.id):
                     self._invalid.report(
                         Invalid("duplicate_id", run.id, "the same run id came twice in one listing")
@@ -300,19 +356,17 @@ class IncrementalSync:
                 key = self._grouping(run)
                 if key is None:
                     continue
-                if run.state == RUNNING:
-                    ledger.running[run.id] = RunningRun(run.id, key, run.start_ms)
-                else:
+                if run.is_terminal:
                     ledger.totals.add(run, key)
+                else:
+                    ledger.running[run.id] = RunningRun(run.id, key, run.start_ms, run.state)
             progress.page(page, ledger.listed)
-        self._names.retry_failed()
-        self._ledger = ledger
-        self._last_full = started
-        self._telemetry.full_syncs.labels(reason).inc()
+            if per_page is not None:
+                self._client.deadline = min(overall, time.monotonic() + per_page)
+        ledger.head, ledger.head_extra = ends.head, ends.head_extra
+        ledger.tail, ledger.tail_extra = ends.tail, ends.tail_extra
         progress.done(ledger.listed)
-        if compare_with is not None:
-            self._report_drift(compare_with, ledger)
-        return ledger
+        return ledger, total
 
     def _report_drift(self, before: Ledger, after: Ledger) -> None:
         """Compare what the incremental syncs held with what a full read found."""
@@ -332,76 +386,131 @@ class IncrementalSync:
 
     def _changes(self, ledger: Ledger) -> _Delta | None:
         """Ask what changed since the ledger was last updated; None when a full read is needed."""
-        delta = _Delta(running=dict(ledger.running), head=ledger.head, tail=ledger.tail, listed=ledger.listed)
+        delta = _Delta(
+            running=dict(ledger.running),
+            head=ledger.head,
+            head_extra=ledger.head_extra,
+            tail=ledger.tail,
+            tail_extra=ledger.tail_extra,
+            listed=ledger.listed,
+        )
         seen: set[str] = set()
+        live_now = self._live_now(ledger)
 
-        running_now: dict[str, tuple[Run, GroupKey | None]] = {}
-        for page in self._client.iter_runs_pages(
-            page_size=self._page_size, state=RUNNING, benchmark_id=self._benchmark_id
-        ):
-            for record in page.records:
-                run = parse_run(record)
-                if isinstance(run, Invalid):
-                    self._invalid.report(run)
-                elif run.state == RUNNING:
-                    running_now[run.id] = (run, self._grouping(run))
-
-        probe = self._client.list_runs(limit=1, include_total_count=True, benchmark_id=self._benchmark_id)
+        probe = self._client.list_runs(
+            limit=min(ledger.head_extra + 1, self._page_size),
+            include_total_count=True,
+            benchmark_id=self._benchmark_id,
+        )
         delta.total_count = probe.total_count
-        probe_head = _first_id(probe.records)
-        if probe_head is not None and probe_head != ledger.head and not self._scan_head(ledger, delta, seen):
+        probe_head = next((rid for rid in map(record_id, probe.records) if rid is not None), None)
+        if probe_head != ledger.head and not self._scan_head(ledger, delta, seen):
             return None
-        if ledger.tail is not None:
-            try:
-                pages = self._client.iter_runs_pages(
-                    page_size=self._page_size, starting_after=ledger.tail, benchmark_id=self._benchmark_id
-                )
-                for page in pages:
-                    delta.tail = _last_id(page.records) or delta.tail
-                    self._take_new(page.records, delta, seen, ledger.running)
-            except ApiError as exc:  # the cursor run is gone: only a full read can tell what changed
-                log.info("the last run we read is gone from the listing", error=str(exc))
-                return None
+        if ledger.tail is not None and not self._scan_tail(ledger, delta, seen):
+            return None
 
-        for run_id, (run, key) in running_now.items():
-            if run_id not in delta.running and run_id not in seen and key is not None:
-                delta.running[run_id] = RunningRun(run_id, key, run.start_ms)
-                delta.listed += 1  # running, listed somewhere we did not scan (not at either end)
-        for run_id in [rid for rid in delta.running if rid not in running_now and rid not in seen]:
+        for run_id, (run, key) in live_now.items():
+            if run_id in seen:
+                continue
+            held = delta.running.get(run_id)
+            if held is not None:
+                delta.running[run_id] = RunningRun(run_id, held.key, held.start_ms, run.state)
+            elif key is not None:
+                delta.running[run_id] = RunningRun(run_id, key, run.start_ms, run.state)
+                delta.listed += 1  # live, listed somewhere we did not scan (not at either end)
+        for run_id in [rid for rid in delta.running if rid not in live_now and rid not in seen]:
             self._resolve(run_id, delta)
         return delta
 
+    def _live_now(self, ledger: Ledger) -> dict[str, tuple[Run, GroupKey | None]]:
+        """The runs listed now in each state that can still change (running, and new states we hold)."""
+        states = sorted({RUNNING} | {held.state for held in ledger.running.values()})
+        live: dict[str, tuple[Run, GroupKey | None]] = {}
+        for state in states:
+            pages = self._client.iter_runs_pages(
+                page_size=self._page_size, state=state, benchmark_id=self._benchmark_id
+            )
+            try:
+                for page in pages:
+                    for record in page.records:
+                        run = parse_run(record)
+                        if isinstance(run, Invalid):
+                            self._invalid.report(run)
+                        elif run.state == state:
+                            live[run.id] = (run, self._grouping(run))
+            except ApiError as exc:
+                if state == RUNNING:
+                    raise
+                # The API may not filter by a state it does not document: look those runs up one by one.
+                log.info("cannot list runs by a new state", state=state, error=str(exc))
+        return live
+
     def _scan_head(self, ledger: Ledger, delta: _Delta, seen: set[str]) -> bool:
         """Read from the top of the listing down to the run that was first last time."""
+        if ledger.head is None and ledger.listed:
+            return False  # nothing to recognise the old top by
         new_at_most = None if delta.total_count is None else max(delta.total_count - ledger.listed, 0)
-        budget = None if new_at_most is None else new_at_most // self._page_size + 2
-        for pages, page in enumerate(
-            self._client.iter_runs_pages(page_size=self._page_size, benchmark_id=self._benchmark_id), start=1
-        ):
-            if pages == 1:
-                delta.head = _first_id(page.records)
+        budget = None if new_at_most is None else (new_at_most + ledger.head_extra) // self._page_size + 2
+        ends = _Ends()
+        pages = self._client.iter_runs_pages(page_size=self._page_size, benchmark_id=self._benchmark_id)
+        for number, page in enumerate(pages, start=1):
             records = page.records
             cut = next(
-                (i for i, r in enumerate(records) if isinstance(r, dict) and r.get("id") == ledger.head),
-                None,
+                (i for i, r in enumerate(records) if ledger.head and record_id(r) == ledger.head), None
             )
-            self._take_new(records if cut is None else records[:cut], delta, seen, ledger.running)
+            above = records if cut is None else records[:cut]
+            for record in above:
+                ends.see(record)
             if cut is not None:
+                # The id-less entries just above the old first run were counted at the last read.
+                new = len(above) - ledger.head_extra
+                if new < 0:
+                    return False
+                self._take_new(above[:new], delta, seen, ledger.running)
+                # With no new run above it, the old first run stays first, under every id-less entry.
+                delta.head, delta.head_extra = ends.head or ledger.head, ends.head_extra
                 return True
-            if budget is not None and pages >= budget:
-                log.info("the first run we read was not found near the top of the listing", pages=pages)
+            self._take_new(above, delta, seen, ledger.running)
+            if budget is not None and number >= budget:
+                log.info("the first run we read was not found near the top of the listing", pages=number)
                 return False
-        # The listing ended: fine if it was empty at the last read (everything is new), else the run is gone.
-        return ledger.head is None
+        if ledger.head is not None:
+            return False  # the listing ended without it: the old first run is gone
+        # The listing was empty at the last read: all of it is new, and it has a new tail too.
+        delta.head, delta.head_extra = ends.head, ends.head_extra
+        delta.tail, delta.tail_extra = ends.tail, ends.tail_extra
+        return True
+
+    def _scan_tail(self, ledger: Ledger, delta: _Delta, seen: set[str]) -> bool:
+        """Read the entries after the last run we read; the id-less ones right after it were counted."""
+        skip = ledger.tail_extra
+        try:
+            pages = self._client.iter_runs_pages(
+                page_size=self._page_size, starting_after=ledger.tail, benchmark_id=self._benchmark_id
+            )
+            for page in pages:
+                records = page.records[skip:]
+                skip = max(skip - len(page.records), 0)
+                for record in records:
+                    rid = record_id(record)
+                    if rid is None:
+                        delta.tail_extra += 1
+                    else:
+                        delta.tail, delta.tail_extra = rid, 0
+                self._take_new(records, delta, seen, ledger.running)
+        except ApiError as exc:  # the cursor run is gone: only a full read can tell what changed
+            log.info("the last run we read is gone from the listing", error=str(exc))
+            return False
+        return skip == 0
 
     def _take_new(
         self, records: list[Any], delta: _Delta, seen: set[str], held_running: dict[str, RunningRun]
     ) -> None:
-        """Account for runs that were not in the listing at the last read (or moved in it)."""
+        """Account for entries that were not in the listing at the last read (or moved in it)."""
         for record in records:
             run = parse_run(record)
             if not (isinstance(run, Run) and run.id in held_running):
-                delta.listed += 1  # a run held as running was accounted for already; it only moved
+                delta.listed += 1  # a held run was accounted for already; it only moved
             if isinstance(run, Run):
                 if run.id in seen:
                     self._invalid.report(
@@ -416,14 +525,21 @@ class IncrementalSync:
             if key is None:
                 delta.running.pop(run.id, None)
                 continue
-            if run.state == RUNNING:
-                delta.running[run.id] = RunningRun(run.id, key, run.start_ms)
-            else:
-                delta.running.pop(run.id, None)
-                delta.finished.append((run, key))
+            self._place(run, key, delta)
+
+    def _place(self, run: Run, key: GroupKey, delta: _Delta) -> None:
+        """File a run whose current state we know: held while it can change, totalled once finished."""
+        if run.is_terminal:
+            delta.running.pop(run.id, None)
+            delta.finished.append((run, key))
+        else:
+            held = delta.running.get(run.id)
+            delta.running[run.id] = RunningRun(
+                run.id, held.key if held else key, held.start_ms if held else run.start_ms, run.state
+            )
 
     def _resolve(self, run_id: str, delta: _Delta) -> None:
-        """A run we held as running is no longer listed as running: learn how it ended."""
+        """A held run is no longer listed in its state: learn what became of it."""
         record = self._client.get_run(run_id)
         if record is None:
             del delta.running[run_id]
@@ -434,18 +550,15 @@ class IncrementalSync:
             self._invalid.report(run)
             del delta.running[run_id]
             return
-        if run.state == RUNNING:  # listed as running again by now; keep it
-            return
-        del delta.running[run_id]
-        key = self._grouping(run)
-        if key is not None:
-            delta.finished.append((run, key))
+        self._place(run, delta.running[run_id].key, delta)
 
     def _apply(self, ledger: Ledger, delta: _Delta) -> None:
         for run, key in delta.finished:
             ledger.totals.add(run, key)
         ledger.running = delta.running
-        ledger.head, ledger.tail, ledger.listed = delta.head, delta.tail, delta.listed
+        ledger.head, ledger.head_extra = delta.head, delta.head_extra
+        ledger.tail, ledger.tail_extra = delta.tail, delta.tail_extra
+        ledger.listed = delta.listed
 
 
 class CombinedSync:

@@ -16,7 +16,7 @@ def run(
 
 
 def test_histogram_le_semantics() -> None:
-    h = Histogram((1.0, 2.0), 0.5)
+    h = Histogram((1.0, 2.0), 2)
     for v in (0.5, 1.0, 1.5, 2.0, 9.0):
         h.observe(v)
     view = h.freeze()
@@ -32,8 +32,11 @@ def test_snapshot_counts_states_and_histograms() -> None:
     totals.add(run("completed", start=9000, dur=10_000, score=None), GroupKey("b1"))
     totals.add(run("failed", start=0, dur=4_000_000), GroupKey("b1"))
     totals.add(run("canceled", start=0, dur=None), GroupKey("b1"))
-    totals.add(run("paused"), GroupKey("b1"))
-    running = [RunningRun("x", GroupKey("b1"), 7000), RunningRun("y", GroupKey("b1"), 3000)]
+    running = [
+        RunningRun("x", GroupKey("b1"), 7000),
+        RunningRun("y", GroupKey("b1"), 3000),
+        RunningRun("z", GroupKey("b1"), 1000, state="paused"),  # not running: not the oldest running
+    ]
     snap = build_snapshot(totals, running, {"b1": "Bench One", "gone": "x"})
     (group,) = snap.groups
     assert dict(group.counts) == {"running": 2, "completed": 3, "failed": 1, "canceled": 1, "paused": 1}
@@ -64,3 +67,29 @@ def test_runs_without_benchmark_are_their_own_group() -> None:
     snap = build_snapshot(totals, [], {})
     assert [g.key.benchmark_id for g in snap.groups] == [None, "b1"]
     assert snap.benchmark_ids == frozenset({"b1"})
+
+
+def test_sums_do_not_depend_on_order_and_are_correctly_rounded() -> None:
+    values = [0.1, 0.2, 0.3, 0.7, 0.123456789]
+    forward, backward = Histogram(SCORES, 10**9), Histogram(SCORES, 10**9)
+    for value in values:
+        forward.observe(value)
+    for value in reversed(values):
+        backward.observe(value)
+    assert forward.total == backward.total == 1.423456789
+    durations = Histogram(DURATIONS, 1000)
+    durations.observe(971828.352)
+    assert durations.total == 971828.352
+
+
+def test_last_completed_tie_on_end_time_does_not_depend_on_order() -> None:
+    a = Run("a", "b1", "completed", 1000, 5000, 0.2, {}, None)
+    b = Run("b", "b1", "completed", 2000, 4000, 0.9, {}, None)  # ends at the same ms
+    results = []
+    for order in ([a, b], [b, a]):
+        totals = Totals(SCORES, DURATIONS)
+        for r in order:
+            totals.add(r, GroupKey("b1"))
+        (group,) = build_snapshot(totals, [], {}).groups
+        results.append(group.last_completed_score)
+    assert results == [0.9, 0.9]
