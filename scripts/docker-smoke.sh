@@ -51,6 +51,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# --- tools: Debian's docker.io (dockerd and a CLI with BuildKit) and mmdebstrap, when root can install them
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+  && { [ ! -x /usr/bin/docker ] || ! command -v dockerd >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1; }; then
+  say "installing docker.io and mmdebstrap"
+  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io mmdebstrap; } \
+    >"$work/apt.log" 2>&1 || { tail -n 20 "$work/apt.log" >&2; die "apt-get install docker.io mmdebstrap failed"; }
+  [ -x /usr/bin/docker ] && DOCKER=/usr/bin/docker
+fi
 command -v "$DOCKER" >/dev/null 2>&1 || die "no docker CLI (apt-get install -y docker.io)"
 
 # --- a daemon -----------------------------------------------------------------------------------------
