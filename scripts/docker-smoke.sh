@@ -55,8 +55,17 @@ trap cleanup EXIT
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
   && { [ ! -x /usr/bin/docker ] || ! command -v dockerd >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1; }; then
   say "installing docker.io and mmdebstrap"
+  # policy-rc.d answering 101 keeps the package from starting its own dockerd, which would make a
+  # bridge on a private range; the daemon this script starts has none.
+  own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  status=0
   { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io mmdebstrap; } \
-    >"$work/apt.log" 2>&1 || { tail -n 20 "$work/apt.log" >&2; die "apt-get install docker.io mmdebstrap failed"; }
+    >"$work/apt.log" 2>&1 || status=$?
+  if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  [ "$status" = 0 ] || { tail -n 20 "$work/apt.log" >&2; die "apt-get install docker.io mmdebstrap failed"; }
   [ -x /usr/bin/docker ] && DOCKER=/usr/bin/docker
 fi
 command -v "$DOCKER" >/dev/null 2>&1 || die "no docker CLI (apt-get install -y docker.io)"
