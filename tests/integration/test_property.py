@@ -29,6 +29,7 @@ op = st.one_of(
     ),
     st.tuples(st.just("appear_finished"), benchmark, st.sampled_from([*TERMINAL, "paused"]), duration, score),
     st.tuples(st.just("delete"), st.integers(0, 10**6)),
+    st.tuples(st.just("requeue"), st.integers(0, 10**6), st.sampled_from(["queued", "running"])),
     st.tuples(
         st.just("sync"),
     ),
@@ -38,7 +39,7 @@ op = st.one_of(
 def apply(world: World, step: tuple[Any, ...]) -> None:
     kind = step[0]
     runs = world.runs()
-    running = [r for r in runs if r["state"] == "running"]
+    running = [r for r in runs if r["state"] not in TERMINAL]  # running, or a state new to us
     if kind == "start":
         world.add_run(benchmark_id=step[1], state="running", start_ms=T0 + step[2])
     elif kind == "finish" and running:
@@ -54,6 +55,8 @@ def apply(world: World, step: tuple[Any, ...]) -> None:
             duration_ms=step[3],
             score=step[4] if step[2] == "completed" else None,
         )
+    elif kind == "requeue" and running:  # a run moves between running and a state new to us
+        world.update_run(str(running[step[1] % len(running)]["id"]), state=step[2])
     elif kind == "delete" and runs:
         world.delete_run(str(runs[step[1] % len(runs)]["id"]))
 
