@@ -10,12 +10,12 @@ import sys
 import time
 
 from exporter.api import RunloopClient
+from exporter.cli import build_sync
 from exporter.exposition import Rendered, render_registry
 from exporter.logs import configure
 from exporter.server import MetricsServer, State
-from exporter.settings import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
+from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY
-from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords
 from exporter.telemetry import Telemetry
 
 
@@ -24,16 +24,8 @@ def main(url: str, mode: str, page_size: int) -> None:
     configure("console", "warning")  # logs to stderr; stdout carries the answers
     telemetry = Telemetry()
     client = RunloopClient(url, lambda: DEFAULT_API_KEY, on_request=telemetry.count_request)
-    sync = IncrementalSync(
-        client,
-        page_size=page_size,
-        score_buckets=DEFAULT_SCORE_BUCKETS,
-        duration_buckets=DEFAULT_DURATION_BUCKETS,
-        names=BenchmarkNames(client),
-        invalid=InvalidRecords(lambda reason: None),
-        telemetry=telemetry,
-        full_every_sync=mode == "full",
-    )
+    settings = Settings(demo=True, page_size=page_size, sync_mode="full" if mode == "full" else "incremental")
+    sync = build_sync(settings, client, telemetry)
     snapshot = None
     for line in sys.stdin:
         command = line.strip()

@@ -93,43 +93,33 @@ def test_a_state_new_to_us_is_followed_until_it_ends(order: Order) -> None:
         assert len(sim.requests) == 3  # nothing in a new state is held any more
 
 
+def per_benchmark(client: RunloopClient, names: BenchmarkNames) -> CombinedSync:
+    """One listing per benchmark, as RUNLOOP_EXPORTER_INCLUDE_BENCHMARK_IDS sets it up."""
+    listings = [
+        IncrementalSync(
+            client,
+            page_size=30,
+            score_buckets=DEFAULT_SCORE_BUCKETS,
+            duration_buckets=DEFAULT_DURATION_BUCKETS,
+            names=names,
+            invalid=InvalidRecords(lambda reason: None),
+            telemetry=Telemetry(),
+            benchmark_id=bid,
+        )
+        for bid in ("bmd_a", "bmd_b")
+    ]
+    return CombinedSync(listings, names)
+
+
 def test_a_server_that_ignores_the_benchmark_filter_does_not_double_count() -> None:
     world = seeded("newest_first", 100)
     world.add_run(benchmark_id="bmd_a", state="running", start_ms=T0)
     with Simulator(world) as sim:
-        telemetry = Telemetry()
         client = RunloopClient(sim.url, lambda: DEFAULT_API_KEY)
         names = BenchmarkNames(client)
-        invalid = InvalidRecords(lambda reason: None)
-        listings = [
-            IncrementalSync(
-                client,
-                page_size=30,
-                score_buckets=DEFAULT_SCORE_BUCKETS,
-                duration_buckets=DEFAULT_DURATION_BUCKETS,
-                names=names,
-                invalid=invalid,
-                telemetry=telemetry,
-                benchmark_id=bid,
-            )
-            for bid in ("bmd_a", "bmd_b")
-        ]
-        honest = figures(CombinedSync(listings, names).run())
+        honest = figures(per_benchmark(client, names).run())
         sim.faults.ignore_benchmark_filter = True
-        fooled_listings = [
-            IncrementalSync(
-                client,
-                page_size=30,
-                score_buckets=DEFAULT_SCORE_BUCKETS,
-                duration_buckets=DEFAULT_DURATION_BUCKETS,
-                names=names,
-                invalid=invalid,
-                telemetry=telemetry,
-                benchmark_id=bid,
-            )
-            for bid in ("bmd_a", "bmd_b")
-        ]
-        assert figures(CombinedSync(fooled_listings, names).run()) == honest == full_figures(sim.url)
+        assert figures(per_benchmark(client, names).run()) == honest == full_figures(sim.url)
 
 
 def test_a_listing_empty_at_backfill_learns_its_tail() -> None:
