@@ -202,9 +202,10 @@ def gaps(requests: list[RequestRecord]) -> list[float]:
 def test_transient_errors_are_retried_with_exponential_backoff(
     seeded: World, simulator: Simulator, start_exporter: Callable[..., Exporter]
 ) -> None:
-    # The first sync (the backfill) meets two 503s; it has time to retry, so it must succeed.
+    # The first sync (the backfill) meets two 503s; with a 5 s interval its deadline (4.5 s, fresh for
+    # each page of a full read) leaves time for both backoffs (at most 1 + 2 s), so it must succeed.
     simulator.faults.fail_next(2, 503)
-    exporter = start_exporter()
+    exporter = start_exporter(env={"RUNLOOP_EXPORTER_SYNC_INTERVAL_SECONDS": "5"})
     scraped = exporter.wait_for_sync(after=0)
     assert value(scraped, "runloop_exporter_syncs_total", result="failure") == 0
     assert value(scraped, "runloop_up") == 1
