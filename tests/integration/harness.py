@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,3 +129,17 @@ class Exporter:
                 self.proc.kill()
                 self.proc.wait()
         return int(self.proc.returncode)
+
+
+def run_cli(args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """The exporter's command line, as a user runs it, with only the given RUNLOOP_* variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOOP")}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -19,26 +17,12 @@ import pytest
 from exporter.settings import SettingsError, load_invocation
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from tests.integration.expected import benchmark_part, expected_samples
-from tests.integration.harness import Exporter, Samples, free_port, parse, sample
+from tests.integration.harness import Exporter, Samples, free_port, parse, run_cli, sample
 
 NOW_MS = 1_760_000_000_000
 OTHER = "__other__"
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def run_cli(args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    """The exporter's command line, as a user runs it, with only the given RUNLOOP_* variables."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOOP")}
-    clean.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def expected_labelled(

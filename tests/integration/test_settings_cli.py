@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import free_port
-
-
-def run_exporter(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOOP")}
-    clean.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
+from tests.integration.harness import free_port, run_cli
 
 KEY = {"RUNLOOP_API_KEY": "k3y-value"}
 
@@ -61,7 +44,7 @@ KEY = {"RUNLOOP_API_KEY": "k3y-value"}
 def test_invalid_settings_exit_2_with_one_line_each(
     args: list[str], env: dict[str, str], names: list[str]
 ) -> None:
-    result = run_exporter(args, env)
+    result = run_cli(args, env)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == len(names), result.stderr
@@ -80,7 +63,7 @@ def test_port_in_use_is_a_clear_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
         sock.listen()
-        result = run_exporter(
+        result = run_cli(
             ["--address", "127.0.0.1", "--port", str(port)], {**KEY, "RUNLOOP_BASE_URL": "http://127.0.0.1:9"}
         )
     assert result.returncode == 2
@@ -91,12 +74,12 @@ def test_port_in_use_is_a_clear_error() -> None:
 def test_key_file_with_surrounding_whitespace_is_accepted(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text("  abc-key\n")
-    result = run_exporter(["--help"], {"RUNLOOP_API_KEY_FILE": str(key_file)})
+    result = run_cli(["--help"], {"RUNLOOP_API_KEY_FILE": str(key_file)})
     assert result.returncode == 0
     assert "RUNLOOP_EXPORTER_PAGE_SIZE" in result.stdout
 
 
 def test_version_flag() -> None:
-    result = run_exporter(["--version"], {})
+    result = run_cli(["--version"], {})
     assert result.returncode == 0
     assert result.stdout.startswith("runloop-exporter ")
