@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import FrameType
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -161,8 +160,16 @@ def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) 
     return sync
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def run(settings: Settings) -> int:
     """Serve until told to stop."""
+    # SIGTERM and SIGINT are blocked here, before any thread starts (threads inherit the mask), and
+    # taken synchronously with sigwait below. A Python signal handler would have to set an Event, and
+    # a second signal arriving while the main thread holds that Event's lock deadlocks the process:
+    # a double Ctrl-C, or a SIGTERM relayed twice, would leave the exporter unkillable but by SIGKILL.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     configure(settings.log_format, settings.log_level)
     stdlib_handler = _ToStructlog()
     logging.getLogger("apscheduler").addHandler(stdlib_handler)
@@ -226,12 +233,6 @@ def run(settings: Settings) -> int:
         id="sync",
     )
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
     server.start()
     scheduler.start()
     log.info(
@@ -242,9 +243,10 @@ def run(settings: Settings) -> int:
         demo=bool(demo),
         sync_interval_s=interval,
     )
-    stop.wait()
+    received = signal.sigwait(STOP_SIGNALS)
+    stop.set()
 
-    log.info("stopping")
+    log.info("stopping", signal=signal.Signals(received).name)
     scheduler.shutdown(wait=False)
     server.shutdown()
     server.server_close()
