@@ -160,8 +160,10 @@ def test_fault_keeps_last_snapshot_says_why_and_recovers(
     assert counted > value(before, "runloop_exporter_api_requests_total", endpoint=RUNS, code=code)
     assert exporter.get("/readyz").status_code == 200  # it has figures to serve, stale or not
     causes = [str(e.get("error")) for e in errors(exporter)]
-    assert causes
-    assert all(cause in text for text in causes), causes
+    assert any(cause in text for text in causes), causes
+    # Each line names the injected fault, or a timeout: with a 1 s interval on a loaded machine, a
+    # request can also run out of the sync's deadline while the fault is on (seen in CI).
+    assert all(cause in text or "timed out" in text for text in causes), causes
 
     successes = exporter.successes()
     simulator.faults.clear()
