@@ -21,13 +21,11 @@ from typing import Any
 
 import pytest
 
-from exporter.api import RetryPolicy, RunloopClient
-from exporter.settings import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
-from exporter.simulator import DEFAULT_API_KEY, RequestRecord, Simulator, World
-from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords
-from exporter.telemetry import Telemetry
+from exporter.api import RetryPolicy
+from exporter.simulator import RequestRecord, Simulator, World
 from tests.integration.expected import benchmark_part, expected_samples
 from tests.integration.harness import Exporter, Samples, free_port, sample, wait_until
+from tests.integration.syncing import new_sync
 
 NOW_MS = 1_760_000_000_000
 NAMES = {"bmd_alpha": "Alpha", "bmd_beta": "Beta"}
@@ -543,18 +541,9 @@ def test_a_reconcile_that_finds_no_drift_says_so(world: World, simulator: Simula
     for bid in ("bmd_alpha", "bmd_beta"):
         world.add_benchmark(bid, bid)
     world.add_many_finished(500, ["bmd_alpha", "bmd_beta"], NOW_MS - 86_400_000, seed=5)
-    telemetry = Telemetry()
-    client = RunloopClient(simulator.url, lambda: DEFAULT_API_KEY)
     clock = [0.0]
-    sync = IncrementalSync(
-        client,
-        page_size=100,
-        score_buckets=DEFAULT_SCORE_BUCKETS,
-        duration_buckets=DEFAULT_DURATION_BUCKETS,
-        names=BenchmarkNames(client),
-        invalid=InvalidRecords(lambda reason: None),
-        telemetry=telemetry,
-        clock=lambda: clock[0],
+    sync, telemetry = new_sync(
+        simulator.url, page_size=100, clock=lambda: clock[0], reconcile_interval_s=3600
     )
     rng = random.Random(3)
     sync.run()
@@ -567,7 +556,6 @@ def test_a_reconcile_that_finds_no_drift_says_so(world: World, simulator: Simula
         sync.run()
     clock[0] = 7200.0  # the hourly reconcile is due: a full read, compared with what the syncs held
     sync.run()
-    client.close()
     assert (
         telemetry.registry.get_sample_value("runloop_exporter_full_reads_total", {"reason": "scheduled"}) == 1
     )
