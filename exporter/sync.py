@@ -115,18 +115,12 @@ class BenchmarkNames:
             missing = [bid for bid in missing if bid not in self._names]
         for bid in missing[: self._max]:
             try:
-                body = self._client.get_benchmark(bid)
+                self._fetch(bid)
             except CancelledError:
                 return
             except RunloopError as exc:
                 log.warning("benchmark name lookup failed", benchmark_id=bid, error=str(exc))
                 return  # leave the rest for the next sync rather than press a struggling API
-            name = body.get("name") if isinstance(body, dict) else None
-            if isinstance(name, str):
-                self._names[bid] = name
-            else:
-                self._failed.add(bid)
-                log.warning("benchmark has no usable name", benchmark_id=bid, found=body is not None)
 
     def name_of(self, benchmark_id: str) -> str | None:
         """The name of one benchmark now, for name filters: cached, else looked up.
@@ -145,6 +139,10 @@ class BenchmarkNames:
             self._list_all()
             if benchmark_id in self._names:
                 return self._names[benchmark_id]
+        return self._fetch(benchmark_id)
+
+    def _fetch(self, benchmark_id: str) -> str | None:
+        """`GET /v1/benchmarks/{id}` and cache the answer: the name, or that there is none to have."""
         body = self._client.get_benchmark(benchmark_id)
         name = body.get("name") if isinstance(body, dict) else None
         if isinstance(name, str):
