@@ -27,9 +27,8 @@ from exporter.exposition import Rendered, render_registry
 from exporter.job import SyncJob
 from exporter.logs import configure
 from exporter.server import State
-from exporter.settings import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
-from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords
+from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry
 
 T0 = 1_700_000_000_000
@@ -124,9 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     clock = [0.0]
     sync = IncrementalSync(
         client,
-        page_size=args.page_size,
-        score_buckets=DEFAULT_SCORE_BUCKETS,
-        duration_buckets=DEFAULT_DURATION_BUCKETS,
+        SyncConfig(page_size=args.page_size),
         names=BenchmarkNames(client),
         invalid=InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc()),
         telemetry=telemetry,

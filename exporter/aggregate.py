@@ -19,6 +19,23 @@ Labels = tuple[tuple[str, str], ...]
 DURATION_SCALE = 1000  # units per second: Runloop reports whole milliseconds, so duration sums are exact
 SCORE_SCALE = 10**9  # score sums exact to 1e-9 per run
 
+DEFAULT_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# One minute to one day: benchmark runs take minutes to hours.
+DEFAULT_DURATION_BUCKETS = (
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1200.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+    43200.0,
+    86400.0,
+)
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class GroupKey:

@@ -11,6 +11,9 @@ Exceptions, so that callers catch the level they can act on::
     ├── ApiError                 any other unexpected status (400, 404 on a list, ...)
     └── CancelledError           the exporter is shutting down, or the sync ran past its deadline
         └── ShutdownError        the exporter is shutting down (not a failure of Runloop or of the sync)
+
+Every request takes its deadline (a `time.monotonic()` value, or None) as an argument: a sync passes
+its own down, so concurrent callers never share a mutable one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import httpx
 
 from exporter import __version__
+from exporter.politeness import GateTimeoutError, RequestGate
 
 RUNS_PATH = "/v1/benchmark_runs"
 RUN_PATH = "/v1/benchmark_runs/{id}"
@@ -156,6 +160,7 @@ class RunloopClient:
         stop: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
         rng: random.Random | None = None,
+        gate: RequestGate | None = None,
     ) -> None:
         self._key = key
         self._timeout_s = timeout_s
@@ -164,8 +169,9 @@ class RunloopClient:
         self._on_rate_limited = on_rate_limited or (lambda: None)
         self._stop = stop or threading.Event()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._not_before = 0.0  # monotonic; set by a 429's Retry-After
-        self.deadline: float | None = None  # monotonic; set per sync by the caller
+        self._not_before = 0.0  # monotonic; set by a 429's Retry-After, honoured by every caller
+        self.gate = gate or RequestGate(64, 1000.0, stop=self._stop)
+        self._count_lock = threading.Lock()
         self.requests = 0  # HTTP attempts sent, for the per-sync log line and tests
         self._http = httpx.Client(
             base_url=base_url,
@@ -173,6 +179,7 @@ class RunloopClient:
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             transport=transport,
             follow_redirects=False,
+            limits=httpx.Limits(max_connections=self.gate.max_concurrent + 1),
         )
 
     def close(self) -> None:
@@ -189,6 +196,7 @@ class RunloopClient:
         state: str | None = None,
         benchmark_id: str | None = None,
         include_total_count: bool = False,
+        deadline: float | None = None,
     ) -> Page:
         """One page of `GET /v1/benchmark_runs`."""
         params: dict[str, str | int] = {"limit": limit}
@@ -199,7 +207,7 @@ class RunloopClient:
         if benchmark_id is not None:
             params["benchmark_id"] = benchmark_id
         params["include_total_count"] = "true" if include_total_count else "false"
-        return _page(self._get_json(RUNS_PATH, RUNS_PATH, params), "runs")
+        return _page(self._get_json(RUNS_PATH, RUNS_PATH, params, deadline), "runs")
 
     def iter_runs_pages(
         self,
@@ -209,8 +217,12 @@ class RunloopClient:
         benchmark_id: str | None = None,
         include_total_count: bool = False,
         starting_after: str | None = None,
+        deadline: float | Callable[[], float | None] | None = None,
     ) -> Iterator[Page]:
-        """Every page of a run listing, following the cursor as Runloop's SDKs do."""
+        """Every page of a run listing, following the cursor as Runloop's SDKs do.
+
+        `deadline` may be a callable, asked before each page (a full read gives each page its own).
+        """
 
         def fetch(cursor: str | None, first: bool) -> Page:
             return self.list_runs(
@@ -219,64 +231,79 @@ class RunloopClient:
                 state=state,
                 benchmark_id=benchmark_id,
                 include_total_count=include_total_count and first,
+                deadline=deadline() if callable(deadline) else deadline,
             )
 
         return _paginate(fetch, page_size, starting_after)
 
-    def iter_benchmark_pages(self, *, page_size: int) -> Iterator[Page]:
+    def iter_benchmark_pages(self, *, page_size: int, deadline: float | None = None) -> Iterator[Page]:
         """Every page of `GET /v1/benchmarks` (which leaves archived benchmarks out)."""
 
         def fetch(cursor: str | None, first: bool) -> Page:
             params: dict[str, str | int] = {"limit": page_size, "include_total_count": "false"}
             if cursor is not None:
                 params["starting_after"] = cursor
-            return _page(self._get_json(BENCHMARKS_PATH, BENCHMARKS_PATH, params), "benchmarks")
+            return _page(self._get_json(BENCHMARKS_PATH, BENCHMARKS_PATH, params, deadline), "benchmarks")
 
         return _paginate(fetch, page_size, None)
 
-    def get_run(self, run_id: str) -> Any | None:
+    def get_run(self, run_id: str, *, deadline: float | None = None) -> Any | None:
         """`GET /v1/benchmark_runs/{id}`: the raw run, or None when it no longer exists."""
-        return self._get_json(RUN_PATH, f"{RUNS_PATH}/{_quote(run_id)}", None, allow_404=True)
+        return self._get_json(RUN_PATH, f"{RUNS_PATH}/{_quote(run_id)}", None, deadline, allow_404=True)
 
-    def get_benchmark(self, benchmark_id: str) -> Any | None:
+    def get_benchmark(self, benchmark_id: str, *, deadline: float | None = None) -> Any | None:
         """`GET /v1/benchmarks/{id}`: the raw benchmark, or None when it does not exist."""
         return self._get_json(
-            BENCHMARK_PATH, f"{BENCHMARKS_PATH}/{_quote(benchmark_id)}", None, allow_404=True
+            BENCHMARK_PATH, f"{BENCHMARKS_PATH}/{_quote(benchmark_id)}", None, deadline, allow_404=True
         )
 
     # --- transport -------------------------------------------------------------------------------
 
-    def _check_time(self, cause: RunloopError | None) -> None:
+    def _check_time(self, cause: RunloopError | None, deadline: float | None) -> None:
         if self._stop.is_set():
             raise ShutdownError("the exporter is shutting down")
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if deadline is not None and time.monotonic() >= deadline:
             if cause is not None:  # woke from a backoff too late (a busy machine): still say why
                 raise CancelledError(f"{cause}; not retried: the sync ran past its deadline")
             raise CancelledError("the sync ran past its deadline")
 
-    def _wait(self, seconds: float, cause: RunloopError) -> None:
+    def _wait(self, seconds: float, cause: RunloopError, deadline: float | None) -> None:
         """Sleep, but wake at once on shutdown; refuse to sleep past the deadline (naming the cause)."""
-        if self.deadline is not None and time.monotonic() + seconds >= self.deadline:
+        if deadline is not None and time.monotonic() + seconds >= deadline:
             raise CancelledError(
                 f"{cause}; not retried: waiting {seconds:.1f} s would pass the sync deadline"
             )
         if self._stop.wait(seconds):
             raise ShutdownError("the exporter is shutting down")
 
+    def _honour_pause(self, deadline: float | None) -> None:
+        """Wait out a Retry-After that any caller received: a 429 pauses every worker, not one."""
+        wait = self._not_before - time.monotonic()
+        if wait <= 0:
+            return
+        held = RateLimitedError(
+            f"Runloop asked us to wait; no request for another {wait:.1f} s", self._not_before
+        )
+        if wait > _MAX_RETRY_AFTER_S:
+            raise held
+        self._wait(wait, held, deadline)
+
     def _get_json(
-        self, endpoint: str, path: str, params: dict[str, Any] | None, *, allow_404: bool = False
+        self,
+        endpoint: str,
+        path: str,
+        params: dict[str, Any] | None,
+        deadline: float | None,
+        *,
+        allow_404: bool = False,
     ) -> Any:
         attempt = 0
         cause: TransientError | None = None  # the error being retried, if any
         while True:
-            self._check_time(cause)
-            wait = self._not_before - time.monotonic()
-            if wait > 0:
-                raise RateLimitedError(
-                    f"Runloop asked us to wait; no request for another {wait:.1f} s", self._not_before
-                )
+            self._check_time(cause, deadline)
+            self._honour_pause(deadline)
             try:
-                return self._send(endpoint, path, params, allow_404=allow_404)
+                return self._send(endpoint, path, params, deadline, allow_404=allow_404)
             except RateLimitedError as exc:
                 error: TransientError = exc
                 delay = max(exc.retry_at - time.monotonic(), 0.0)
@@ -290,14 +317,39 @@ class RunloopClient:
             if isinstance(error, RateLimitedError) and delay > _MAX_RETRY_AFTER_S:
                 raise error
             attempt += 1
-            self._wait(delay, error)
+            self._wait(delay, error, deadline)
             cause = error
 
-    def _send(self, endpoint: str, path: str, params: dict[str, Any] | None, *, allow_404: bool) -> Any:
+    def _send(
+        self,
+        endpoint: str,
+        path: str,
+        params: dict[str, Any] | None,
+        deadline: float | None,
+        *,
+        allow_404: bool,
+    ) -> Any:
+        try:
+            with self.gate.slot(deadline):
+                return self._send_now(endpoint, path, params, deadline, allow_404=allow_404)
+        except GateTimeoutError as exc:
+            self._check_time(None, deadline)  # a stop or a passed deadline says so in its own words
+            raise CancelledError(f"{endpoint}: {exc}") from None
+
+    def _send_now(
+        self,
+        endpoint: str,
+        path: str,
+        params: dict[str, Any] | None,
+        deadline: float | None,
+        *,
+        allow_404: bool,
+    ) -> Any:
         timeout = self._timeout_s
-        if self.deadline is not None:
-            timeout = max(min(timeout, self.deadline - time.monotonic()), 0.001)
-        self.requests += 1
+        if deadline is not None:
+            timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
+        with self._count_lock:
+            self.requests += 1
         try:
             with self._http.stream(
                 "GET",
@@ -306,9 +358,13 @@ class RunloopClient:
                 headers={"Authorization": f"Bearer {self._key()}"},
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             ) as response:
-                content = self._read_body(response)
+                content = self._read_body(response, deadline)
         except httpx.TimeoutException:
             self._on_request(endpoint, "timeout")
+            if deadline is not None and time.monotonic() >= deadline:  # cut short by our own deadline
+                raise CancelledError(
+                    f"{endpoint}: timed out; not retried: the sync ran past its deadline"
+                ) from None
             raise TransientError(f"{endpoint}: timed out") from None
         except httpx.TransportError as exc:
             self._on_request(endpoint, "network_error")
@@ -334,7 +390,7 @@ class RunloopClient:
         except (ValueError, UnicodeDecodeError):
             raise BadResponseError(f"{endpoint}: the body is not valid JSON") from None
 
-    def _read_body(self, response: httpx.Response) -> bytes:
+    def _read_body(self, response: httpx.Response, deadline: float | None) -> bytes:
         """The body, checked against the deadline chunk by chunk.
 
         httpx's timeout applies to each read, so a server that sends a byte now and then would
@@ -343,7 +399,7 @@ class RunloopClient:
         chunks = []
         for chunk in response.iter_bytes():
             chunks.append(chunk)
-            if self.deadline is not None and time.monotonic() >= self.deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise httpx.ReadTimeout(
                     "the body arrives too slowly for the sync deadline", request=response.request
                 )

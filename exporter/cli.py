@@ -43,10 +43,11 @@ from exporter.job import SyncJob
 from exporter.labels import FoldCounting, RunLabels, make_grouping
 from exporter.logs import configure
 from exporter.models import RUNNING, Invalid, parse_run
+from exporter.politeness import RequestGate
 from exporter.server import MetricsServer, State
 from exporter.settings import Settings, SettingsError, describe, load_invocation
-from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Simulator, World
-from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync
+from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Latency, Simulator, World
+from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync, SyncConfig
 from exporter.telemetry import Telemetry
 from exporter.webconfig import WebConfigError, load_web_config
 
@@ -78,7 +79,7 @@ class Demo:
         world = World(order="newest_first", seed=1)
         driver = DemoDriver(world, seed=1)
         driver.seed_history(int(time.time() * 1000))
-        simulator = Simulator(world, api_key=DEFAULT_API_KEY)
+        simulator = Simulator(world, api_key=DEFAULT_API_KEY, latency=Latency.realistic())
         simulator.start()
         driver.start()
         return cls(simulator, driver)
@@ -121,9 +122,28 @@ def _quiet_level(settings: Settings) -> str:
     return settings.log_level if "log_level" in settings.model_fields_set else "warning"
 
 
+def build_client(
+    settings: Settings, base_url: str, key: ApiKey, telemetry: Telemetry, stop: threading.Event | None = None
+) -> RunloopClient:
+    """The API client, with the process-wide request limits of the settings."""
+    return RunloopClient(
+        base_url,
+        key,
+        timeout_s=settings.request_timeout_seconds,
+        on_request=telemetry.count_request,
+        on_rate_limited=telemetry.rate_limited.inc,
+        stop=stop,
+        gate=RequestGate(settings.max_concurrent_requests, settings.max_requests_per_second, stop=stop),
+    )
+
+
 def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) -> Sync:
     """The sync the settings ask for: filters, extra labels, and one listing or one per included id."""
-    names = BenchmarkNames(client)
+    names = BenchmarkNames(
+        client,
+        refresh_interval_s=settings.reconcile_interval_seconds,
+        workers=settings.max_concurrent_requests,
+    )
     invalid = InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc())
     labels = RunLabels(
         settings.metadata_labels,
@@ -131,27 +151,25 @@ def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) 
         max_values=settings.metadata_label_max_values,
     )
     benchmarks = settings.benchmark_filter()
-    grouping = make_grouping(benchmarks, labels, names.name_of)
+    config = SyncConfig(
+        score_buckets=settings.score_buckets,
+        duration_buckets=settings.duration_buckets,
+        page_size=settings.page_size,
+        reconcile_interval_s=settings.reconcile_interval_seconds,
+        full_read_timeout_s=settings.full_read_timeout_seconds,
+        full_every_sync=settings.sync_mode == "full",
+        max_concurrent=settings.max_concurrent_requests,
+        grouping=make_grouping(benchmarks, labels, names.name_of),
+    )
 
     def listing(benchmark_id: str | None) -> IncrementalSync:
         return IncrementalSync(
-            client,
-            page_size=settings.page_size,
-            score_buckets=settings.score_buckets,
-            duration_buckets=settings.duration_buckets,
-            names=names,
-            invalid=invalid,
-            telemetry=telemetry,
-            reconcile_interval_s=settings.reconcile_interval_seconds,
-            full_read_timeout_s=settings.full_read_timeout_seconds,
-            full_every_sync=settings.sync_mode == "full",
-            grouping=grouping,
-            benchmark_id=benchmark_id,
+            client, config, names=names, invalid=invalid, telemetry=telemetry, benchmark_id=benchmark_id
         )
 
     sync: Sync
     if benchmarks.include_ids:  # other benchmarks cost no request: the API filters by id
-        sync = CombinedSync([listing(bid) for bid in benchmarks.listed_ids()], names)
+        sync = CombinedSync([listing(bid) for bid in benchmarks.listed_ids()], names, telemetry)
     else:
         sync = listing(None)
     if labels.names:
@@ -184,14 +202,7 @@ def run(settings: Settings) -> int:
 
     stop = threading.Event()
     telemetry = Telemetry()
-    client = RunloopClient(
-        base_url,
-        key,
-        timeout_s=settings.request_timeout_seconds,
-        on_request=telemetry.count_request,
-        on_rate_limited=telemetry.rate_limited.inc,
-        stop=stop,
-    )
+    client = build_client(settings, base_url, key, telemetry, stop)
     sync = build_sync(settings, client, telemetry)
     state = State(lambda: render_registry(telemetry.registry))
     try:
@@ -270,9 +281,9 @@ class _Recording:
         self._sync = sync
         self.error: Exception | None = None
 
-    def run(self) -> Snapshot:
+    def run(self, deadline: float | None = None) -> Snapshot:
         try:
-            return self._sync.run()
+            return self._sync.run(deadline)
         except Exception as exc:
             self.error = exc
             raise
@@ -301,13 +312,7 @@ def once(settings: Settings) -> int:
     demo = Demo.start() if settings.demo else None
     base_url = demo.simulator.url if demo else settings.base_url
     telemetry = Telemetry()
-    client = RunloopClient(
-        base_url,
-        _api_key(settings, demo),
-        timeout_s=settings.request_timeout_seconds,
-        on_request=telemetry.count_request,
-        on_rate_limited=telemetry.rate_limited.inc,
-    )
+    client = build_client(settings, base_url, _api_key(settings, demo), telemetry)
     sync = _Recording(build_sync(settings, client, telemetry))
     state = State(lambda: render_registry(telemetry.registry))
     try:
@@ -339,6 +344,10 @@ def check(settings: Settings) -> int:
     )
     print("settings: valid")
     print(f"api: {base_url}")
+    print(
+        f"requests: at most {settings.max_concurrent_requests} at once and"
+        f" {settings.max_requests_per_second:g} per second"
+    )
     try:
         _report(settings, client)
     except RunloopError as exc:

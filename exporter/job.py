@@ -36,9 +36,8 @@ class SyncJob:
         t = self._telemetry
         started = time.monotonic()
         requests_before = self._client.requests
-        self._client.deadline = started + self._deadline_s
         try:
-            snapshot = self._sync.run()
+            snapshot = self._sync.run(started + self._deadline_s)
             rendered = Rendered.of(snapshot)
         except AuthError as exc:
             self._fail("the API key was refused: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE", started, exc)
@@ -56,8 +55,6 @@ class SyncJob:
             log.exception("sync crashed", error=repr(exc))
             self._record(started, success=False)
             return False
-        finally:
-            self._client.deadline = None
         self._state.rendered = rendered
         self._record(started, success=True)
         t.sync_runs.set(snapshot.runs)

@@ -134,9 +134,9 @@ class FoldCounting:
         self._count = count
         self._previous = dict.fromkeys(self._names, 0)
 
-    def run(self) -> Snapshot:
+    def run(self, deadline: float | None = None) -> Snapshot:
         """Sync, then add the increase of folded runs per label to the counter."""
-        snapshot = self._sync.run()
+        snapshot = self._sync.run(deadline)
         now = folded_runs(snapshot, self._names)
         for name, folded in now.items():
             if folded > self._previous[name]:

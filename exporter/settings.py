@@ -21,25 +21,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
 from exporter import __version__
+from exporter.aggregate import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
 from exporter.filters import BenchmarkFilter, compile_name_filter
 from exporter.labels import check_metadata_keys
-
-DEFAULT_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-# One minute to one day: benchmark runs take minutes to hours.
-DEFAULT_DURATION_BUCKETS = (
-    60.0,
-    120.0,
-    300.0,
-    600.0,
-    1200.0,
-    1800.0,
-    3600.0,
-    7200.0,
-    14400.0,
-    28800.0,
-    43200.0,
-    86400.0,
-)
 
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -78,6 +62,8 @@ class Settings(BaseSettings):
     full_read_timeout_seconds: Annotated[float, Field(gt=0)] = 1800.0
     sync_mode: Literal["incremental", "full"] = "incremental"
     reconcile_interval_seconds: Annotated[float, Field(ge=60)] = 3600.0
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=64)] = 4
+    max_requests_per_second: Annotated[float, Field(gt=0, le=1000)] = 20.0
     web_config_file: Path | None = None
     log_format: LogFormat = "json"
     log_level: LogLevel = "info"
@@ -255,6 +241,16 @@ OPTIONS: tuple[_Option, ...] = (
         "reconcile_interval_seconds",
         "seconds between full reads that heal drift (default 3600)",
         metavar="SECONDS",
+    ),
+    _opt(
+        "max_concurrent_requests",
+        "requests to Runloop in flight at once, 1..64 (default 4)",
+        metavar="N",
+    ),
+    _opt(
+        "max_requests_per_second",
+        "requests to Runloop per second, for the whole process (default 20)",
+        metavar="RATE",
     ),
     _opt(
         "web_config_file", "TLS and basic-auth config for /metrics, exporter-toolkit format", metavar="PATH"

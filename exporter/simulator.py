@@ -10,6 +10,9 @@ Three parts:
 * :class:`Simulator` serves a World over HTTP and records every request; :class:`Faults` is its switchboard
   of failures (5xx, 429 with Retry-After, slow answers, broken bodies, broken cursors).
 * :class:`DemoDriver` makes a World change as time passes, for demo mode.
+* :class:`Latency` makes each answer take as long as Runloop's would from across the internet: a fixed
+  round trip, jitter, and a transfer time that grows with the body (a 5,000-run page is slower than a
+  single run). Every design choice about requests is measured with it, never on bare loopback.
 
 The list order of runs is undocumented by Runloop, so the World offers three orders (``newest_first``,
 ``oldest_first``, ``shuffled``) and tests can check that the exporter's correctness never depends on it.
@@ -41,6 +44,7 @@ __all__ = [
     "MAX_LIMIT",
     "DemoDriver",
     "Faults",
+    "Latency",
     "Order",
     "RequestRecord",
     "Simulator",
@@ -262,6 +266,11 @@ class World:
         with self._lock:
             self._benchmarks[_req_str("benchmark_id", benchmark_id)] = (_req_str("name", name), status)
             self._version += 1
+
+    def benchmark_names(self) -> dict[str, str]:
+        """Every benchmark's name by id, archived ones included."""
+        with self._lock:
+            return {bid: name for bid, (name, _status) in self._benchmarks.items()}
 
     # ------------------------------------------------------------------ runs: writes
 
@@ -871,6 +880,33 @@ class Faults:
 
 
 @dataclass(frozen=True)
+class Latency:
+    """How long each answer takes: `base_s`, plus up to `jitter_s` at random, plus the body's transfer.
+
+    `bytes_per_s` is the transfer rate of the body: at 20 MB/s a page of 5,000 runs (about 1.5 MB) adds
+    75 ms, one run adds nothing to speak of. Requests are answered concurrently, each with its own delay.
+    """
+
+    base_s: float = 0.0
+    jitter_s: float = 0.0
+    bytes_per_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.base_s < 0 or self.jitter_s < 0 or (self.bytes_per_s is not None and self.bytes_per_s <= 0):
+            raise ValueError("latency values must be >= 0 and bytes_per_s > 0")
+
+    @classmethod
+    def realistic(cls, low_ms: float = 50, high_ms: float = 150) -> Latency:
+        """Runloop as seen from a cluster elsewhere on the internet: 50 to 150 ms, 20 MB/s."""
+        return cls(base_s=low_ms / 1000, jitter_s=(high_ms - low_ms) / 1000, bytes_per_s=20e6)
+
+    def seconds(self, body_bytes: int, rng: random.Random) -> float:
+        """The delay for one answer of this size."""
+        transfer = 0.0 if self.bytes_per_s is None else body_bytes / self.bytes_per_s
+        return self.base_s + (rng.uniform(0, self.jitter_s) if self.jitter_s else 0.0) + transfer
+
+
+@dataclass(frozen=True)
 class RequestRecord:
     """One request the simulator received (the Authorization header is never kept)."""
 
@@ -997,6 +1033,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         sim = cast(_Server, self.server).simulator
+        sim._enter()
+        try:
+            self._answer(sim)
+        finally:
+            sim._leave()
+
+    def _answer(self, sim: Simulator) -> None:
         split = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         sim._record(RequestRecord(self.command, split.path, query, time.monotonic()))
@@ -1019,6 +1062,10 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # a simulator bug: answer like a server would, keep the traceback for tests
             sim._errors_append(traceback.format_exc())
             status, body, headers = _error(500, "internal simulator error")
+        lag = sim.latency.seconds(len(body), sim._rng)
+        if lag > 0 and sim._stopping.wait(lag):
+            self.close_connection = True
+            return
         if fault is not None and fault.kind == "malformed_json":
             self._send(200, body[: len(body) // 2], {})
         elif fault is not None and fault.kind == "close_mid_body":
@@ -1077,13 +1124,23 @@ class Simulator:
     """
 
     def __init__(
-        self, world: World, *, api_key: str = DEFAULT_API_KEY, host: str = "127.0.0.1", port: int = 0
+        self,
+        world: World,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: Latency | None = None,
     ) -> None:
         _check_loopback(host)
         self.world = world
         self.api_key = api_key
+        self.latency = latency or Latency()
+        self._rng = random.Random(0)  # noqa: S311 - simulation, not cryptography
         self.faults = Faults()
         self.requests: list[RequestRecord] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests answered at once: what concurrency the client used
         self.errors: list[str] = []
         self._host = host
         self._port = port
@@ -1142,6 +1199,16 @@ class Simulator:
         """Forget the requests recorded so far (the list object stays the same)."""
         with self._lock:
             self.requests.clear()
+            self.max_in_flight = self.in_flight
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _record(self, record: RequestRecord) -> None:
         with self._lock:

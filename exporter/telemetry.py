@@ -64,7 +64,8 @@ class Telemetry:
         )
         self.full_syncs = Counter(
             "runloop_exporter_full_reads",
-            "Full reads of the run listing, by reason: backfill, scheduled (reconcile), probe_mismatch, full_mode.",
+            "Full reads of the run listing, by reason: backfill, scheduled (reconcile), probe_mismatch, "
+            "full_mode, rescan (cheaper than looking up the runs that ended).",
             ["reason"],
             registry=r,
         )
@@ -80,6 +81,12 @@ class Telemetry:
             ["label"],
             registry=r,
         )
+        self.backlog = Gauge(
+            "runloop_exporter_backlog_runs",
+            "Runs known to have left their state whose outcome is not learned yet; they are still counted "
+            "in their last known state and are looked up by the next syncs.",
+            registry=r,
+        )
         self.sync_runs = Gauge(
             "runloop_exporter_runs", "Runs known after the last successful sync.", registry=r
         )
@@ -88,7 +95,7 @@ class Telemetry:
         ).labels(__version__).set(1)
         for result in ("success", "failure"):
             self.syncs.labels(result)
-        for reason in ("backfill", "scheduled", "probe_mismatch", "full_mode"):
+        for reason in ("backfill", "scheduled", "probe_mismatch", "full_mode", "rescan"):
             self.full_syncs.labels(reason)
         for reason in INVALID_REASONS:
             self.invalid_records.labels(reason)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import pytest
 
 from exporter.aggregate import Snapshot
 from exporter.api import RetryPolicy, RunloopClient
-from exporter.settings import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
-from exporter.simulator import DEFAULT_API_KEY
-from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords
+from exporter.exposition import Rendered
+from exporter.politeness import RequestGate
+from exporter.simulator import DEFAULT_API_KEY, World
+from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry
+from tests.integration.expected import benchmark_part, expected_samples
+from tests.integration.harness import Samples, parse
 
 
 def new_sync(
@@ -20,21 +25,32 @@ def new_sync(
     page_size: int = 1000,
     clock: Callable[[], float] | None = None,
     reconcile_interval_s: float = 1e9,
+    max_concurrent: int = 4,
+    max_per_second: float = 1000.0,
+    retry: RetryPolicy | None = None,
 ) -> tuple[IncrementalSync, Telemetry]:
     """An IncrementalSync (or a full rescan with `full=True`) talking to `url` over HTTP."""
     telemetry = Telemetry()
-    client = RunloopClient(url, lambda: DEFAULT_API_KEY, retry=RetryPolicy(max_retries=0))
+    client = RunloopClient(
+        url,
+        lambda: DEFAULT_API_KEY,
+        retry=retry or RetryPolicy(max_retries=0),
+        gate=RequestGate(max_concurrent, max_per_second),
+        on_request=telemetry.count_request,
+    )
     kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
+    config = SyncConfig(
+        page_size=page_size,
+        reconcile_interval_s=reconcile_interval_s,
+        full_every_sync=full,
+        max_concurrent=max_concurrent,
+    )
     sync = IncrementalSync(
         client,
-        page_size=page_size,
-        score_buckets=DEFAULT_SCORE_BUCKETS,
-        duration_buckets=DEFAULT_DURATION_BUCKETS,
+        config,
         names=BenchmarkNames(client),
         invalid=InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc()),
         telemetry=telemetry,
-        reconcile_interval_s=reconcile_interval_s,
-        full_every_sync=full,
         **kwargs,
     )
     return sync, telemetry
@@ -59,3 +75,41 @@ def full_figures(url: str) -> dict[Any, Any]:
     """What a plain full read of the listing shows now."""
     sync, _ = new_sync(url, full=True)
     return figures(sync.run())
+
+
+def exposed(snapshot: Snapshot) -> Samples:
+    """The benchmark-run samples a scrape of this snapshot shows."""
+    return benchmark_part(parse(Rendered.of(snapshot).body(b"", gzip=False).decode()))
+
+
+def truth(world: World, *, still_running: Iterable[str] = ()) -> Samples:
+    """What the snapshot must show, computed from the simulator's own state (not our aggregation).
+
+    `still_running` lists runs the exporter may still count as running (its backlog): a snapshot is
+    exact for the runs it accounts for, and these it accounts for in their last known state.
+    """
+    held = set(still_running)
+    runs = [
+        {**run, "state": "running", "duration_ms": None, "score": None} if run["id"] in held else run
+        for run in world.runs()
+    ]
+    return expected_samples(runs, world.benchmark_names())
+
+
+def assert_exact(snapshot: Snapshot, world: World, *, still_running: Iterable[str] = ()) -> None:
+    """Every benchmark-run sample equals the simulator's truth (sums to rounding)."""
+    actual, expected = exposed(snapshot), truth(world, still_running=still_running)
+    assert set(actual) == set(expected), {
+        "missing": sorted(map(str, set(expected) - set(actual)))[:5],
+        "extra": sorted(map(str, set(actual) - set(expected)))[:5],
+    }
+    wrong = {
+        key: (value, actual[key]) for key, value in expected.items() if actual[key] != pytest.approx(value)
+    }
+    assert not wrong, list(wrong.items())[:5]
+
+
+def backlog_ids(sync: IncrementalSync, world: World) -> set[str]:
+    """Held runs that have in truth left their state: what the sync has not learned yet."""
+    assert sync.ledger is not None
+    return {rid for rid in sync.ledger.running if (world.get_run(rid) or {}).get("state") != "running"}

@@ -34,5 +34,6 @@ def test_scale_bench_prints_its_table() -> None:
     incremental, full = rows
     assert int(incremental[2]) <= 3  # steady-state requests per sync
     assert int(full[2]) == 3  # a full rescan reads every page: 3000 runs at 1000 a page
-    assert int(incremental[3]) >= 50  # 50 runs left running: one GET each
+    # 50 runs left running: looking each up would cost 50 requests, re-reading the 3 pages costs 3.
+    assert int(incremental[3]) <= int(full[3]) + 3
     assert "ratio full / incremental" in result.stdout

@@ -419,6 +419,7 @@ def test_check_reports_what_it_found(world: World, simulator: Simulator) -> None
     assert result.stdout.splitlines() == [
         "settings: valid",
         f"api: {simulator.url}",
+        "requests: at most 4 at once and 20 per second",
         "key: accepted",
         f"runs: {len(runs)}",
         f"running: {states['running']}",

@@ -204,13 +204,15 @@ def test_transient_errors_are_retried_with_exponential_backoff(
 ) -> None:
     # The first sync (the backfill) meets two 503s; with a 5 s interval its deadline (4.5 s, fresh for
     # each page of a full read) leaves time for both backoffs (at most 1 + 2 s), so it must succeed.
-    simulator.faults.fail_next(2, 503)
+    simulator.faults.fail_next(2, 503, path_prefix=RUNS)
     exporter = start_exporter(env={"RUNLOOP_EXPORTER_SYNC_INTERVAL_SECONDS": "5"})
     scraped = exporter.wait_for_sync(after=0)
     assert value(scraped, "runloop_exporter_syncs_total", result="failure") == 0
     assert value(scraped, "runloop_up") == 1
     assert value(scraped, "runloop_exporter_api_requests_total", endpoint=RUNS, code="503") == 2
-    first_three = simulator.requests[:3]
+    # The benchmark listing comes first (names get their own time); then the runs, tried again twice.
+    assert simulator.requests[0].path == "/v1/benchmarks"
+    first_three = simulator.requests[1:4]
     assert [r.path for r in first_three] == [RUNS] * 3
     assert first_three[0].query == first_three[2].query  # the same request, tried again
     # Full jitter within [ceiling/2, ceiling], ceilings 1 s then 2 s: the waits are at least 0.5 and 1 s.

@@ -21,9 +21,9 @@ from exporter.api import RunloopClient
 from exporter.apikey import ApiKey
 from exporter.exposition import Rendered
 from exporter.logs import REDACTED, configure
-from exporter.settings import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS, Settings
+from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
-from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords
+from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry
 from tests.integration.harness import Exporter, wait_until
 
@@ -243,9 +243,7 @@ def test_run_environment_variables_and_secrets_are_never_kept_or_logged(
     names = BenchmarkNames(client)
     sync = IncrementalSync(
         client,
-        page_size=2,
-        score_buckets=DEFAULT_SCORE_BUCKETS,
-        duration_buckets=DEFAULT_DURATION_BUCKETS,
+        SyncConfig(page_size=2),
         names=names,
         invalid=InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc()),
         telemetry=telemetry,

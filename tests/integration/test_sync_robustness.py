@@ -8,9 +8,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from exporter.api import CancelledError, RetryPolicy, RunloopClient, RunloopError
-from exporter.settings import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
 from exporter.simulator import DEFAULT_API_KEY, Order, Simulator, World
-from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords
+from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry
 from tests.integration.syncing import figures, full_figures, new_sync
 
@@ -98,9 +97,7 @@ def per_benchmark(client: RunloopClient, names: BenchmarkNames) -> CombinedSync:
     listings = [
         IncrementalSync(
             client,
-            page_size=30,
-            score_buckets=DEFAULT_SCORE_BUCKETS,
-            duration_buckets=DEFAULT_DURATION_BUCKETS,
+            SyncConfig(page_size=30),
             names=names,
             invalid=InvalidRecords(lambda reason: None),
             telemetry=Telemetry(),
@@ -108,7 +105,7 @@ def per_benchmark(client: RunloopClient, names: BenchmarkNames) -> CombinedSync:
         )
         for bid in ("bmd_a", "bmd_b")
     ]
-    return CombinedSync(listings, names)
+    return CombinedSync(listings, names, Telemetry())
 
 
 def test_a_server_that_ignores_the_benchmark_filter_does_not_double_count() -> None:
@@ -142,18 +139,13 @@ def test_a_stalled_api_stops_a_backfill_at_the_sync_deadline_not_the_full_read_t
         client = RunloopClient(sim.url, lambda: DEFAULT_API_KEY, retry=RetryPolicy(max_retries=5))
         sync = IncrementalSync(
             client,
-            page_size=10,
-            score_buckets=DEFAULT_SCORE_BUCKETS,
-            duration_buckets=DEFAULT_DURATION_BUCKETS,
+            SyncConfig(page_size=10, full_read_timeout_s=1800),
             names=BenchmarkNames(client),
             invalid=InvalidRecords(lambda reason: None),
             telemetry=Telemetry(),
-            full_read_timeout_s=1800,
         )
-        deadline = time.monotonic() + 1.0
-        client.deadline = deadline
         with pytest.raises(RunloopError) as info:
-            sync.run()
+            sync.run(time.monotonic() + 1.0)
         assert isinstance(info.value, CancelledError) or "timed out" in str(info.value)
-        assert len(sim.requests) == 1  # no retry can fit before the deadline
-        assert client.deadline == deadline  # the sync's own deadline is back in force
+        # One request for the benchmark names, one for the first page: no retry can fit in the deadline.
+        assert [r.path for r in sim.requests] == ["/v1/benchmarks", "/v1/benchmark_runs"]

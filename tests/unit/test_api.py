@@ -290,9 +290,8 @@ def test_stop_interrupts_backoff() -> None:
 def test_deadline_refuses_a_backoff_past_it() -> None:
     slow = RetryPolicy(max_retries=5, base_delay_s=30, max_delay_s=30)
     client, seen = client_for(lambda r: httpx.Response(503), retry=slow)
-    client.deadline = time.monotonic() + 5
     with pytest.raises(CancelledError, match="deadline"):
-        client.list_runs(limit=1)
+        client.list_runs(limit=1, deadline=time.monotonic() + 5)
     assert len(seen) == 1
 
 

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.aggregate import GroupKey, Snapshot, Totals, build_snapshot
+from exporter.aggregate import (
+    DEFAULT_DURATION_BUCKETS,
+    DEFAULT_SCORE_BUCKETS,
+    GroupKey,
+    Snapshot,
+    Totals,
+    build_snapshot,
+)
 from exporter.api import RetryPolicy, RunloopClient
 from exporter.filters import BenchmarkFilter
 from exporter.labels import (
@@ -20,9 +27,8 @@ from exporter.labels import (
     metadata_label_name,
 )
 from exporter.models import Run
-from exporter.settings import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
-from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords
+from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry
 
 PROMETHEUS_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -142,7 +148,7 @@ class Replay:
     def __init__(self, snapshots: list[Snapshot]) -> None:
         self._snapshots: Iterator[Snapshot] = iter(snapshots)
 
-    def run(self) -> Snapshot:
+    def run(self, deadline: float | None = None) -> Snapshot:
         return next(self._snapshots)
 
 
@@ -174,14 +180,14 @@ def test_a_folded_run_is_counted_once_across_syncs_finishing_and_reconciles() ->
         labels = RunLabels(["team"], purpose=False, max_values=2)
         inner = IncrementalSync(
             client,
-            page_size=2,
-            score_buckets=DEFAULT_SCORE_BUCKETS,
-            duration_buckets=DEFAULT_DURATION_BUCKETS,
+            SyncConfig(
+                page_size=2,
+                reconcile_interval_s=100,
+                grouping=make_grouping(BenchmarkFilter(), labels, names.name_of),
+            ),
             names=names,
             invalid=InvalidRecords(lambda reason: None),
             telemetry=telemetry,
-            reconcile_interval_s=100,
-            grouping=make_grouping(BenchmarkFilter(), labels, names.name_of),
             clock=lambda: now[0],
         )
         sync = FoldCounting(inner, labels.names, telemetry.count_folded)

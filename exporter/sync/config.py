@@ -1,0 +1,34 @@
+"""The settings one sync engine runs with, given once at construction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from exporter.aggregate import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS, GroupKey
+from exporter.models import Run
+
+Grouping = Callable[[Run], GroupKey | None]
+"""Maps a run to its group, or None for a run that is filtered out (still counted as listed)."""
+
+MAX_LIMIT = 5000
+"""The API's largest page: the running listing and the probes use it, whatever the page size."""
+
+
+def by_benchmark(run: Run) -> GroupKey:
+    """The default grouping: one group per benchmark."""
+    return GroupKey(run.benchmark_id)
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """How a sync reads the listing; the same for every listing of a process."""
+
+    score_buckets: tuple[float, ...] = DEFAULT_SCORE_BUCKETS
+    duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
+    page_size: int = 1000  # full reads (backfill, reconcile, rescan, full mode)
+    reconcile_interval_s: float = 3600.0
+    full_read_timeout_s: float = 1800.0
+    full_every_sync: bool = False
+    max_concurrent: int = 4  # lookups in flight at once (the client's gate caps the whole process too)
+    grouping: Grouping = by_benchmark

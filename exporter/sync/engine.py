@@ -1,0 +1,289 @@
+"""One sync from start to end: a full read when due, else the probes and the cheapest way to learn
+how the runs that left their state ended (README, "How a sync works").
+
+Facts are kept as soon as they are learned: a run whose end a lookup or a scan saw is settled in the
+ledger at once, so a sync that runs out of time loses nothing it established, and the next one goes on
+from there. Lookups that do not fit the deadline wait in the backlog; the sync still publishes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from exporter.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
+from exporter.api import RunloopClient
+from exporter.models import Invalid, Run, parse_run
+from exporter.sync.config import SyncConfig
+from exporter.sync.fullread import FullRead
+from exporter.sync.ledger import Delta, Ledger
+from exporter.sync.lookups import Lookups
+from exporter.sync.names import BenchmarkNames
+from exporter.sync.planner import Costs, Plan, plan
+from exporter.sync.probes import Live, Probes
+from exporter.sync.records import InvalidRecords
+from exporter.telemetry import Telemetry
+
+log = structlog.get_logger("exporter.sync")
+
+
+class Sync(Protocol):
+    """One sync with the API, producing the next snapshot (raises RunloopError when it cannot)."""
+
+    def run(self, deadline: float | None = None) -> Snapshot:
+        """Talk to the API, asking nothing after `deadline` (monotonic), and return the figures now."""
+        ...
+
+
+@dataclass(frozen=True)
+class Rescan:
+    """Why this sync re-reads the whole listing instead of probing it."""
+
+    why: str
+    about: dict[str, object]
+
+
+class IncrementalSync:
+    """The sync of one listing; `config.full_every_sync` makes it a plain full rescan."""
+
+    def __init__(
+        self,
+        client: RunloopClient,
+        config: SyncConfig,
+        *,
+        names: BenchmarkNames,
+        invalid: InvalidRecords,
+        telemetry: Telemetry,
+        benchmark_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._names = names
+        self._invalid = invalid
+        self._telemetry = telemetry
+        self._benchmark_id = benchmark_id  # list only this benchmark's runs (API-side filter)
+        self._clock = clock
+        self._costs = Costs()
+        self._full = FullRead(
+            client,
+            config,
+            grouping=self._grouping,
+            invalid=invalid,
+            costs=self._costs,
+            benchmark_id=benchmark_id,
+            clock=clock,
+        )
+        self._probes = Probes(client, self._grouping, invalid, self._costs, benchmark_id)
+        self._lookups = Lookups(client, config.max_concurrent, self._costs)
+        self._ledger: Ledger | None = None
+        self._last_full = 0.0
+        self._warned_uncounted = False
+        self._new_at_ends: bool | None = None  # learned: do new runs appear at either end of the listing?
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The state held between syncs (for tests and benchmarks)."""
+        return self._ledger
+
+    @property
+    def costs(self) -> Costs:
+        """What requests were measured to cost (for tests and benchmarks)."""
+        return self._costs
+
+    def _grouping(self, run: Run) -> GroupKey | None:
+        # A server that ignores the benchmark_id filter must not make one benchmark's runs count twice.
+        if self._benchmark_id is not None and run.benchmark_id != self._benchmark_id:
+            return None
+        return self._config.grouping(run)
+
+    def run(self, deadline: float | None = None) -> Snapshot:
+        """One sync, then the snapshot of what we hold."""
+        self._names.prepare(deadline)
+        ledger = self.advance(deadline)
+        self._telemetry.backlog.set(ledger.backlog)
+        return snapshot_of([ledger], self._names, deadline)
+
+    def advance(self, deadline: float | None = None) -> Ledger:
+        """Bring the ledger up to date: a full read when due, else the probes (a full read as fallback)."""
+        ledger = self._ledger
+        if ledger is None:
+            return self._full_read("backfill", deadline)
+        if self._config.full_every_sync:
+            return self._full_read("full_mode", deadline)
+        if not ledger.counted:
+            if not self._warned_uncounted:
+                self._warned_uncounted = True
+                log.warning("total_count is missing or does not match the listing; every sync is a full read")
+            return self._full_read("probe_mismatch", deadline)
+        due = self._clock() - self._last_full >= self._config.reconcile_interval_s
+        listed_before = ledger.listed
+        step = self._changes(ledger, deadline)
+        if isinstance(step, Rescan):
+            log.info(step.why, **step.about)
+            return self._full_read("rescan", deadline)
+        if step is None or not step.adds_up():
+            if step is not None:
+                log.info("probes disagree with what we hold", totals=step.totals, accounted=step.listed)
+                if any(total > listed_before for total in step.totals):
+                    self._new_at_ends = False  # new runs land where no cheap probe looks
+            return self._full_read("probe_mismatch", deadline)
+        if step.listed > listed_before:
+            self._new_at_ends = True
+        step.apply(ledger)
+        if due:  # bring what we hold up to date first, so that any difference is real drift
+            self._new_at_ends = None  # and let the listing show its order again
+            return self._full_read("scheduled", deadline, compare_with=ledger)
+        return ledger
+
+    # --- full read -------------------------------------------------------------------------------
+
+    def _full_read(self, reason: str, deadline: float | None, compare_with: Ledger | None = None) -> Ledger:
+        """Read the whole listing into a fresh ledger, then swap it in."""
+        started = self._clock()
+        ledger, _total = self._full.read(reason, deadline)
+        self._ledger = ledger
+        self._last_full = started
+        self._telemetry.full_syncs.labels(reason).inc()
+        if compare_with is not None:
+            self._report_drift(compare_with, ledger)
+        return ledger
+
+    def _report_drift(self, before: Ledger, after: Ledger) -> None:
+        """Compare what the incremental syncs held with what a full read found."""
+        held = {g.key: g for g in build_snapshot(before.totals, before.running.values(), {}).groups}
+        found = {g.key: g for g in build_snapshot(after.totals, after.running.values(), {}).groups}
+        changed = [key for key in held.keys() | found.keys() if held.get(key) != found.get(key)]
+        if changed or before.listed != after.listed:
+            self._telemetry.reconcile_drift.inc()
+            log.warning(
+                "reconcile found drift and healed it",
+                groups_changed=len(changed),
+                runs_held=before.listed,
+                runs_found=after.listed,
+            )
+
+    # --- incremental -----------------------------------------------------------------------------
+
+    def _changes(self, ledger: Ledger, deadline: float | None) -> Delta | Rescan | None:
+        """Ask what changed since the ledger was last updated; None when a full read is needed."""
+        held = frozenset(ledger.running)
+        seen: set[str] = set()
+        live = self._probes.live(ledger, deadline)
+        top = self._probes.top(ledger, deadline)
+        delta = Delta.of(ledger)
+        delta.count(top.total_count)
+        if self._new_at_ends is False and (top.total_count or 0) > ledger.listed:
+            return Rescan("new runs land mid-listing here, where no cheap probe finds them", {})
+        pending = sorted(rid for rid in held if rid not in live)
+        head_moved = top.head != ledger.head
+        chosen = self._plan(len(pending), ledger, top.total_count, head_moved)
+        if chosen is not None and chosen.choice == "rescan":
+            return Rescan(
+                "re-reading the listing is cheaper than looking runs up",
+                {
+                    "pending": chosen.pending,
+                    "lookup_s": round(chosen.lookup_s, 3),
+                    "rescan_requests": chosen.rescan_requests,
+                    "rescan_s": None if chosen.rescan_s is None else round(chosen.rescan_s, 3),
+                },
+            )
+
+        self._probes.requests = 0
+        if head_moved and not self._probes.scan_head(ledger, delta, seen, held, deadline):
+            return None
+        if ledger.tail is not None and not self._probes.scan_tail(ledger, delta, seen, held, deadline):
+            return None
+        self._follow_live(live, delta, seen)
+        pending = [rid for rid in pending if rid in ledger.running and rid not in seen]
+        if chosen is not None and chosen.rescan_requests is not None:
+            # Never more requests than the rescan that was turned down would have cost.
+            room = max(chosen.rescan_requests - self._probes.requests, 0)
+            pending, delta.backlog = pending[:room], max(len(pending) - room, 0)
+        delta.backlog += self._look_up(pending, ledger, delta, deadline)
+        return delta
+
+    def _plan(self, pending: int, ledger: Ledger, total: int | None, head_moved: bool) -> Plan | None:
+        if not pending:
+            return None
+        new = 0 if total is None else max(total - ledger.listed, 0)
+        scans = 1 + (math.ceil((new + 1) / 5000) if head_moved else 0)
+        return plan(
+            pending=pending,
+            total=total,
+            page_size=self._config.page_size,
+            costs=self._costs,
+            workers=self._config.max_concurrent,
+            max_per_second=self._client.gate.max_per_second,
+            scan_requests=scans,
+        )
+
+    def _follow_live(self, live: Live, delta: Delta, seen: set[str]) -> None:
+        """Runs listed in a live state now: update the state of held ones, hold new ones."""
+        for run_id, (run, key) in live.items():
+            if run_id in seen:
+                continue
+            held = delta.running.get(run_id)
+            if held is not None:
+                delta.running[run_id] = RunningRun(run_id, held.key, held.start_ms, run.state)
+                continue
+            delta.listed += 1  # live, listed somewhere we did not scan (not at either end)
+            if key is not None:
+                delta.running[run_id] = RunningRun(run_id, key, run.start_ms, run.state)
+
+    def _look_up(self, run_ids: list[str], ledger: Ledger, delta: Delta, deadline: float | None) -> int:
+        """Learn what became of held runs no longer listed in their state; returns how many are left.
+
+        Each answer is settled in the ledger as it arrives. When the deadline comes first, the rest
+        wait for the next sync (the backlog) and this sync still publishes.
+        """
+        left = set(run_ids)
+        for run_id, record in self._lookups.fetch(run_ids, deadline):
+            left.discard(run_id)
+            if record is None:
+                delta.settle(ledger, run_id, None)
+                continue
+            run = parse_run(record)
+            if isinstance(run, Invalid):
+                self._invalid.report(run)
+                continue  # held as it was; the next full read decides
+            delta.settle(ledger, run_id, run)
+        if left:
+            log.info("lookups ran out of time; the rest wait for the next sync", left=len(left))
+        return len(left)
+
+
+class CombinedSync:
+    """Several listings synced side by side (one per included benchmark), shown as one snapshot."""
+
+    def __init__(self, syncs: list[IncrementalSync], names: BenchmarkNames, telemetry: Telemetry) -> None:
+        self._syncs = syncs
+        self._names = names
+        self._telemetry = telemetry
+
+    def run(self, deadline: float | None = None) -> Snapshot:
+        """Advance every listing; fail as a whole if one fails (facts each learned are kept)."""
+        self._names.prepare(deadline)
+        ledgers = [sync.advance(deadline) for sync in self._syncs]
+        self._telemetry.backlog.set(sum(ledger.backlog for ledger in ledgers))
+        return snapshot_of(ledgers, self._names, deadline)
+
+
+def snapshot_of(ledgers: list[Ledger], names: BenchmarkNames, deadline: float | None) -> Snapshot:
+    """Freeze ledgers into one snapshot, looking up the names of benchmarks new to us."""
+    if len(ledgers) == 1:
+        totals = ledgers[0].totals
+    else:
+        totals = Totals(ledgers[0].totals.score_buckets, ledgers[0].totals.duration_buckets)
+        for ledger in ledgers:
+            totals.groups.update(ledger.totals.groups)  # listings are disjoint: one benchmark each
+            totals.finished_runs += ledger.totals.finished_runs
+    running = [run for ledger in ledgers for run in ledger.running.values()]
+    keys = [*totals.groups, *(run.key for run in running)]
+    names.resolve({key.benchmark_id for key in keys if key.benchmark_id is not None}, deadline)
+    return build_snapshot(totals, running, names.names)
