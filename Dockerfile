@@ -1,7 +1,7 @@
 # runloop-exporter container image.
 #
 #   docker build -t runloop-exporter \
-#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
+#     --build-arg VERSION="$(bash scripts/version.sh)" --build-arg REVISION="$(git rev-parse HEAD)" .
 #   docker run --rm -p 9756:9756 -e RUNLOOP_API_KEY_FILE=/run/secrets/runloop-api-key \
 #     -v "$PWD/key:/run/secrets/runloop-api-key:ro" --read-only runloop-exporter
 #
@@ -37,16 +37,22 @@ RUN --mount=type=secret,id=ca,required=false \
     && /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --python "$(command -v python3)"
 
 # The project itself, installed as a regular (non-editable) wheel; bytecode compiled by UV_COMPILE_BYTECODE.
+# VERSION (from scripts/version.sh) becomes the image's version label, so it must be the package's own.
+ARG VERSION=""
 COPY README.md ./
 COPY exporter ./exporter
 RUN --mount=type=secret,id=ca,required=false \
     if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca; fi \
     && /opt/uv/bin/uv sync --frozen --no-dev --no-editable --python "$(command -v python3)" \
-    && /opt/runloop-exporter/bin/runloop-exporter --help >/dev/null
+    && installed="$(/opt/runloop-exporter/bin/runloop-exporter --version)" \
+    && if [ -n "$VERSION" ] && [ "$installed" != "runloop-exporter $VERSION" ]; then \
+         echo "--build-arg VERSION=$VERSION, but the package says: $installed" >&2; exit 1; \
+       fi
 
 # ---------------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
-ARG VERSION=0.0.0+unknown
+# The package version, e.g. --build-arg VERSION="$(bash scripts/version.sh)"; checked in the build stage.
+ARG VERSION=""
 ARG REVISION=unknown
 # The repository URL, e.g. --build-arg SOURCE="$(git remote get-url origin)".
 ARG SOURCE=""

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -78,32 +80,39 @@ class Settings(BaseSettings):
     purpose_label: bool = False
     demo: bool = False
 
+    # The validators raise ValueError with what is wrong in the value, or with nothing when accepts()
+    # says it all; _format_error puts that after the setting's name and what it accepts.
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+            raise ValueError
         return value.rstrip("/")
 
     @field_validator("score_buckets", "duration_buckets", mode="before")
     @classmethod
     def _split_buckets(cls, value: Any) -> Any:
         if isinstance(value, str):
-            try:
-                return tuple(float(part) for part in value.split(",") if part.strip())
-            except ValueError:
-                raise ValueError("must be a comma-separated list of numbers, e.g. 0.25,0.5,1") from None
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            for part in parts:
+                try:
+                    float(part)
+                except ValueError:
+                    raise ValueError(f"{part!r} is not a number") from None
+            return tuple(float(part) for part in parts)
         return value
 
     @field_validator("score_buckets", "duration_buckets")
     @classmethod
     def _check_buckets(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value:
-            raise ValueError("must list at least one bucket bound")
-        if not all(math.isfinite(b) and b > 0 for b in value):
-            raise ValueError("bucket bounds must be finite numbers above 0")
-        if any(a >= b for a, b in itertools.pairwise(value)):
-            raise ValueError("bucket bounds must be strictly increasing")
+            raise ValueError("no bound is given")
+        for bound in value:
+            if not (math.isfinite(bound) and bound > 0):
+                raise ValueError(f"{bound:g} is not a finite number above 0")
+        for low, high in itertools.pairwise(value):
+            if low >= high:
+                raise ValueError(f"{high:g} does not come after {low:g}")
         return value
 
     @field_validator("include_benchmark_ids", "exclude_benchmark_ids", "metadata_labels", mode="before")
@@ -123,7 +132,10 @@ class Settings(BaseSettings):
     @field_validator("include_benchmark_names", "exclude_benchmark_names")
     @classmethod
     def _check_regex(cls, value: str | None) -> str | None:
-        compile_name_filter(value)
+        try:
+            compile_name_filter(value)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("not a valid regular expression: ")) from None
         return value or None
 
     def benchmark_filter(self) -> BenchmarkFilter:
@@ -135,16 +147,6 @@ class Settings(BaseSettings):
             exclude_names=compile_name_filter(self.exclude_benchmark_names),
         )
 
-    @model_validator(mode="after")
-    def _check_filters(self) -> Settings:
-        if self.include_benchmark_ids and not set(self.include_benchmark_ids) - set(
-            self.exclude_benchmark_ids
-        ):
-            raise ValueError(
-                f"{describe('exclude_benchmark_ids')} removes every id of {describe('include_benchmark_ids')}"
-            )
-        return self
-
     @property
     def sync_deadline_seconds(self) -> float:
         """How long one incremental sync may take: the setting, or 90% of the interval."""
@@ -153,19 +155,14 @@ class Settings(BaseSettings):
         return self.sync_interval_seconds * 0.9
 
     @model_validator(mode="after")
-    def _check_timeout(self) -> Settings:
-        if self.sync_timeout_seconds is not None and self.sync_timeout_seconds >= self.sync_interval_seconds:
-            raise ValueError(
-                f"{describe('sync_timeout_seconds')} must be shorter than {describe('sync_interval_seconds')}"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _check_key(self) -> Settings:
-        key = None if self.api_key is None else self.api_key.get_secret_value()
-        problem = key_problem(key, self.api_key_file, demo=self.demo)
-        if problem:
-            raise ValueError(problem)
+    def _check_together(self) -> Settings:
+        """Settings that contradict each other; all of them, one per line, for _validate to split."""
+        skip = _SKIP_CHECKS_OF.get()
+        problems = problems_between(
+            {name: getattr(self, name) for name in type(self).model_fields if name not in skip}
+        )
+        if problems:
+            raise ValueError(_PROBLEM_SEPARATOR.join(problems))
         return self
 
 
@@ -174,16 +171,16 @@ def key_problem(key: str | None, key_file: Path | str | None, *, demo: bool) -> 
     if demo:
         return None
     if key is not None and key_file is not None:
-        return "give RUNLOOP_API_KEY or RUNLOOP_API_KEY_FILE, not both"
+        return f"{describe('api_key')} and {describe('api_key_file')}: give one of them, not both"
     if key is None and key_file is None:
-        return "RUNLOOP_API_KEY or RUNLOOP_API_KEY_FILE is required (or --demo)"
+        return f"{describe('api_key')} or {describe('api_key_file')} is required (or --demo)"
     if key is not None and not key.strip():
-        return "RUNLOOP_API_KEY is empty"
+        return f"{describe('api_key')}: must be a Runloop API key, not empty"
     if key_file is not None:
         try:
             read_key_file(Path(key_file))
         except ValueError as exc:
-            return str(exc)
+            return f"{describe('api_key_file')}: {exc}"
     return None
 
 
@@ -192,9 +189,11 @@ def read_key_file(path: Path) -> str:
     try:
         key = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ValueError(f"RUNLOOP_API_KEY_FILE cannot be read: {exc.strerror or exc}") from None
+        raise ValueError(
+            f"must be a readable file holding the key; {path} cannot be read: {exc.strerror or exc}"
+        ) from None
     if not key:
-        raise ValueError("RUNLOOP_API_KEY_FILE is empty")
+        raise ValueError(f"must be a file holding the key; {path} is empty")
     return key
 
 
@@ -339,13 +338,109 @@ def describe(field: str) -> str:
     return f"{option.env} ({option.flag})"
 
 
-def _format_error(error: Any) -> str:
+# Setting -> what it accepts, where its type and bounds do not say it all (checked by our validators).
+_ACCEPTS = {
+    "base_url": "a URL starting with http:// or https://",
+    "score_buckets": "comma-separated numbers above 0 in increasing order",
+    "duration_buckets": "comma-separated numbers of seconds above 0 in increasing order",
+    "include_benchmark_names": "a Python regular expression",
+    "exclude_benchmark_names": "a Python regular expression",
+    "metadata_labels": "comma-separated metadata keys that give distinct label names",
+}
+_SECRET_FIELDS = {"api_key"}  # never echoed in an error
+_PROBLEM_SEPARATOR = "\n"  # between the problems one validator reports at once
+# Fields whose checks across settings are skipped: those already reported as invalid (see _validate).
+_SKIP_CHECKS_OF: ContextVar[frozenset[str]] = ContextVar("_SKIP_CHECKS_OF", default=frozenset())
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def accepts(field: str) -> str:
+    """What a setting accepts, in words, from its type and bounds: "a whole number from 1 to 5000"."""
+    if field in _ACCEPTS:
+        return _ACCEPTS[field]
+    info = Settings.model_fields[field]
+    kind = info.annotation
+    if get_origin(kind) in (Union, UnionType):  # an optional setting: what it accepts when given
+        kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    if get_origin(kind) is Literal:
+        choices = [str(choice) for choice in get_args(kind)]
+        return ", ".join(choices[:-1]) + " or " + choices[-1]
+    if kind is bool:
+        return "true or false"
+    if kind in (int, float):
+        noun = "a whole number" if kind is int else "a number"
+        if field.endswith("_seconds"):
+            noun += " of seconds"
+        bound = {n: getattr(m, n) for m in info.metadata for n in ("ge", "gt", "le") if hasattr(m, n)}
+        if "ge" in bound and "le" in bound:
+            return f"{noun} from {_number(bound['ge'])} to {_number(bound['le'])}"
+        words = {"ge": "from {} up", "gt": "above {}", "le": "up to {}"}
+        return f"{noun} " + " and ".join(words[n].format(_number(v)) for n, v in bound.items())
+    if kind is Path:
+        return "a file path"
+    return "text"
+
+
+_PLAIN = re.compile(r"[\w.:/,+@-]+")
+
+
+def _shown(value: Any) -> str:
+    """A given value as an operator typed it; quoted unless it is plainly one word or number."""
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) else repr(text)
+
+
+def _field_of(location: str) -> str:
+    """The field an error is about: errors name aliased fields (the key) by their alias."""
+    option = _BY_ENV.get(location)
+    return option.field if option and option.field in Settings.model_fields else location
+
+
+def _format_error(error: Any) -> list[str]:
+    """One pydantic error as problem lines in our words: the setting, what it accepts, what was given."""
     location = [str(part) for part in error.get("loc", ()) if not str(part).isdigit()]
-    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
-    if not location:
-        return message
-    field = location[0]
-    return f"{describe(field)}: {message}"
+    message = str(error.get("msg", "")).removeprefix("Value error, ").strip()
+    if not location:  # a check across settings, which names the settings itself
+        return message.split(_PROBLEM_SEPARATOR)
+    field = _field_of(location[0])
+    if field not in Settings.model_fields:
+        return [f"{describe(field)}: {message}"]
+    line = f"{describe(field)}: must be {accepts(field)}"
+    if field not in _SECRET_FIELDS and "input" in error:
+        line += f", not {_shown(error['input'])}"
+    if error.get("type") == "value_error" and message:  # our validators say what is wrong in the value
+        line += f" ({message})"
+    return [line]
+
+
+def problems_between(values: Mapping[str, Any]) -> list[str]:
+    """Settings that contradict each other. `values` holds the valid settings; a check whose settings
+    are missing is skipped, so that a problem already reported for a setting is not reported twice."""
+    problems: list[str] = []
+    if {"include_benchmark_ids", "exclude_benchmark_ids"} <= values.keys():
+        included, excluded = values["include_benchmark_ids"], values["exclude_benchmark_ids"]
+        if included and not set(included) - set(excluded):
+            problems.append(
+                f"{describe('exclude_benchmark_ids')}: removes every id of {describe('include_benchmark_ids')},"
+                " so nothing would be exported"
+            )
+    if {"sync_timeout_seconds", "sync_interval_seconds"} <= values.keys():
+        timeout, interval = values["sync_timeout_seconds"], values["sync_interval_seconds"]
+        if timeout is not None and timeout >= interval:
+            problems.append(
+                f"{describe('sync_timeout_seconds')}: must be less than {describe('sync_interval_seconds')},"
+                f" which is {_number(interval)}, not {_number(timeout)}"
+            )
+    if {"api_key", "api_key_file", "demo"} <= values.keys():
+        key = values["api_key"]
+        secret = key.get_secret_value() if isinstance(key, SecretStr) else key
+        problem = key_problem(secret, values["api_key_file"], demo=values["demo"])
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 Mode = Literal["serve", "once", "check"]
@@ -360,34 +455,43 @@ class Invocation:
 
 
 def load_invocation(argv: Sequence[str] | None = None) -> Invocation:
-    """Parse the command line and the environment; raise SettingsError listing all problems."""
-    args = vars(build_parser().parse_args(list(argv) if argv is not None else None))
+    """Parse the command line and the environment; raise SettingsError listing every problem at once."""
+    parsed, unknown = build_parser().parse_known_args(list(argv) if argv is not None else None)
+    args = vars(parsed)
+    problems = [f"{arg.split('=', 1)[0]}: no such flag (see runloop-exporter --help)" for arg in unknown]
     once, command = args.pop("once"), args.pop("command")
     if once and command:
-        raise SettingsError(["give --once or check, not both"])
+        problems.append("give --once or check, not both")
     mode: Mode = "check" if command == "check" else "once" if once else "serve"
-    return Invocation(_validate({key: value for key, value in args.items() if value is not None}), mode)
+    try:
+        settings = _validate({key: value for key, value in args.items() if value is not None})
+    except SettingsError as exc:
+        raise SettingsError(problems + exc.problems) from None
+    if problems:
+        raise SettingsError(problems)
+    return Invocation(settings, mode)
 
 
 def _validate(given: dict[str, Any]) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        problems = list(dict.fromkeys(_format_error(error) for error in exc.errors()))
-        # Cross-field checks do not run when a field is invalid; the key is worth reporting anyway.
-        if not any("RUNLOOP_API_KEY" in problem for problem in problems):
-            env = os.environ
-            demo = str(given.get("demo", env.get("RUNLOOP_EXPORTER_DEMO", ""))).lower() in (
-                "1",
-                "true",
-                "yes",
-                "on",
-            )
-            key = given.get("api_key", env.get("RUNLOOP_API_KEY"))
-            key_file = given.get("api_key_file", env.get("RUNLOOP_API_KEY_FILE"))
-            problem = key_problem(None if key is None else str(key), key_file, demo=demo)
-            if problem:
-                problems.append(problem)
-        raise SettingsError(problems) from None
+        errors = exc.errors()
     except SourceError as exc:  # a value the environment source itself could not decode
         raise SettingsError([str(exc)]) from None
+    problems = [problem for error in errors for problem in _format_error(error)]
+    invalid = frozenset(_field_of(str(error["loc"][0])) for error in errors if error.get("loc"))
+    if invalid:
+        # Checks across settings run only once every field is valid. Run them now on the valid ones, with
+        # the invalid ones at their defaults and left out of the checks, so one run reports everything.
+        defaults = {
+            name: Settings.model_fields[name].default for name in invalid if name in Settings.model_fields
+        }
+        token = _SKIP_CHECKS_OF.set(invalid)
+        try:
+            Settings(**(given | defaults))
+        except ValidationError as exc:
+            problems += [p for error in exc.errors() if not error.get("loc") for p in _format_error(error)]
+        finally:
+            _SKIP_CHECKS_OF.reset(token)
+    raise SettingsError(list(dict.fromkeys(problems)))

@@ -105,7 +105,7 @@ if ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 
 # --- build --------------------------------------------------------------------------------------------
-version="$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)"
+version="$(bash scripts/version.sh)"
 revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 source_url="$(git remote get-url origin 2>/dev/null || true)"
 secret=()

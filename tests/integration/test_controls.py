@@ -353,8 +353,8 @@ def test_invalid_control_settings_exit_2_naming_the_setting(
                 "RUNLOOP_EXPORTER_INCLUDE_BENCHMARK_IDS": "bmd_a",
                 "RUNLOOP_EXPORTER_EXCLUDE_BENCHMARK_IDS": "bmd_a",
             },
-            "RUNLOOP_EXPORTER_EXCLUDE_BENCHMARK_IDS (--exclude-benchmark-ids) removes every id of "
-            "RUNLOOP_EXPORTER_INCLUDE_BENCHMARK_IDS (--include-benchmark-ids)",
+            "RUNLOOP_EXPORTER_EXCLUDE_BENCHMARK_IDS (--exclude-benchmark-ids): removes every id of "
+            "RUNLOOP_EXPORTER_INCLUDE_BENCHMARK_IDS (--include-benchmark-ids), so nothing would be exported",
         ),
         (["check", "--once"], {}, "give --once or check, not both"),
         (["chekc"], {}, "unknown command 'chekc' (choose from 'check')"),

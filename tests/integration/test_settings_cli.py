@@ -39,6 +39,11 @@ KEY = {"RUNLOOP_API_KEY": "k3y-value"}
             ["PAGE_SIZE", "LOG_LEVEL"],
         ),
         (["--no-such-flag"], KEY, ["--no-such-flag"]),
+        (
+            ["--no-such-flag", "--sync-interval-seconds", "10"],
+            {"RUNLOOP_EXPORTER_PAGE_SIZE": "0", "RUNLOOP_EXPORTER_SYNC_TIMEOUT_SECONDS": "20"},
+            ["--no-such-flag", "PAGE_SIZE", "SYNC_TIMEOUT_SECONDS", "RUNLOOP_API_KEY"],
+        ),
     ],
 )
 def test_invalid_settings_exit_2_with_one_line_each(

@@ -1,0 +1,198 @@
+"""Release-ready: one version everywhere, a wheel that installs and runs, a changelog, checked workflows.
+
+The version lives in pyproject.toml; everything else reads it (the package metadata, --version,
+runloop_exporter_build_info, the image label through scripts/version.sh) or must equal it (Chart.yaml's
+appVersion, uv.lock). The release workflow refuses a tag that names another version.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter import __version__
+from exporter.telemetry import Telemetry
+from tests.deploy.support import CHART, REPO, load_yaml, run
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+VERSION = str(PYPROJECT["project"]["version"])
+WORKFLOWS = REPO / ".github" / "workflows"
+CHANGELOG = REPO / "CHANGELOG.md"
+
+
+def workflow(name: str) -> dict[Any, Any]:
+    loaded = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(job["steps"])
+
+
+# --- one version ---------------------------------------------------------------------------------------
+
+
+def test_the_version_is_a_release_version() -> None:
+    assert re.fullmatch(r"\d+\.\d+\.\d+", VERSION), VERSION
+
+
+def test_package_cli_and_build_info_give_the_pyproject_version() -> None:
+    assert __version__ == VERSION
+    result = run([sys.executable, "-m", "exporter.cli", "--version"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"runloop-exporter {VERSION}"
+    registry = Telemetry().registry
+    assert registry.get_sample_value("runloop_exporter_build_info", {"version": VERSION}) == 1
+
+
+def test_chart_lock_and_version_script_agree_with_pyproject() -> None:
+    assert str(load_yaml(CHART / "Chart.yaml")["appVersion"]) == VERSION
+    lock = tomllib.loads((REPO / "uv.lock").read_text(encoding="utf-8"))
+    (ours,) = [p for p in lock["package"] if p["name"] == "runloop-exporter"]
+    assert ours["version"] == VERSION, "run .tools/uv/bin/uv lock after changing the version"
+    script = run(["bash", str(REPO / "scripts" / "version.sh")])
+    assert script.returncode == 0, script.stderr
+    assert script.stdout == f"{VERSION}\n"
+
+
+def test_the_image_label_is_built_from_the_version_and_checked_against_the_package() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    assert 'org.opencontainers.image.version="${VERSION}"' in dockerfile
+    # The build stage compares VERSION with what the installed package says, and fails on a mismatch.
+    assert '[ "$installed" != "runloop-exporter $VERSION" ]' in dockerfile
+    smoke = (REPO / "scripts" / "docker-smoke.sh").read_text(encoding="utf-8")
+    assert 'version="$(bash scripts/version.sh)"' in smoke
+    assert '--build-arg "VERSION=$version"' in smoke
+    image = workflow("release.yml")["jobs"]["image"]
+    (build,) = [s for s in steps(image) if str(s.get("uses", "")).startswith("docker/build-push-action@")]
+    assert "VERSION=${{ needs.check.outputs.version }}" in build["with"]["build-args"]
+
+
+def test_the_changelog_has_an_entry_for_the_version() -> None:
+    headings = re.findall(r"^## \[([^\]]+)\]", CHANGELOG.read_text(encoding="utf-8"), re.MULTILINE)
+    assert VERSION in headings
+
+
+# --- changelog -----------------------------------------------------------------------------------------
+
+SECTIONS = {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
+
+
+def test_the_changelog_keeps_a_changelog() -> None:
+    text = CHANGELOG.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[0] == "# Changelog"
+    assert "https://keepachangelog.com/" in text
+    releases = re.findall(r"^## (.*)$", text, re.MULTILINE)
+    assert releases[0] == "[Unreleased]"
+    versions = []
+    for heading in releases[1:]:
+        match = re.fullmatch(r"\[(\d+\.\d+\.\d+)\]( - \d{4}-\d{2}-\d{2})?", heading)
+        assert match, f"a release heading is '## [X.Y.Z] - YYYY-MM-DD', not {heading!r}"
+        versions.append(tuple(int(n) for n in match.group(1).split(".")))
+    assert versions == sorted(versions, reverse=True), "newest release first"
+    for section in re.findall(r"^### (.*)$", text, re.MULTILINE):
+        assert section in SECTIONS, f"### {section} is not one of Keep a Changelog's sections"
+
+
+# --- the built package ---------------------------------------------------------------------------------
+
+
+def uv() -> str:
+    """The uv that ./dev bootstraps (or one on PATH); missing only outside ./dev, where it skips."""
+    for candidate in (REPO / ".tools" / "uv" / "bin" / "uv", shutil.which("uv")):
+        if candidate and os.access(candidate, os.X_OK):
+            return str(candidate)
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true: uv is missing (./dev installs it in .tools/uv)")
+    pytest.skip("uv is missing (./dev installs it in .tools/uv)")
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    built = run([uv(), "build", "--out-dir", str(dist), str(REPO)])
+    assert built.returncode == 0, built.stderr
+    (wheel,) = dist.glob(f"runloop_exporter-{VERSION}-py3-none-any.whl")
+    (sdist,) = dist.glob(f"runloop_exporter-{VERSION}.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"pyproject.toml", "README.md", "CHANGELOG.md", "exporter/__init__.py", "exporter/cli.py"} <= names
+    assert not any(name.startswith(("tests/", ".venv/", ".tools/", ".github/")) for name in names), names
+
+    venv = tmp_path / "venv"
+    created = run([os.path.realpath(sys.executable), "-m", "venv", str(venv)])
+    assert created.returncode == 0, created.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    installed = run([uv(), "pip", "install", "--python", str(venv / "bin" / "python"), str(wheel)], env=env)
+    assert installed.returncode == 0, installed.stderr
+
+    exe = str(venv / "bin" / "runloop-exporter")
+    version = run([exe, "--version"], env=env, cwd=tmp_path)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"runloop-exporter {VERSION}"
+    once = subprocess.run(
+        [exe, "--once", "--demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert once.returncode == 0, once.stderr
+    assert re.search(r"^runloop_benchmark_runs\{.*\} \d+", once.stdout, re.MULTILINE), once.stdout[:2000]
+    assert f'runloop_exporter_build_info{{version="{VERSION}"}} 1.0' in once.stdout
+
+
+# --- workflows -----------------------------------------------------------------------------------------
+
+
+def test_ci_workflow_runs_what_ci_runs() -> None:
+    ci = workflow("ci.yml")
+    assert set(ci[True]) >= {"push", "pull_request"}  # YAML 1.1 reads the key `on` as True
+    (job,) = ci["jobs"].values()
+    assert "bash .ci/run" in [s.get("run") for s in steps(job)]
+
+
+def test_release_workflow_publishes_a_checked_version() -> None:
+    release = workflow("release.yml")
+    assert release[True] == {"push": {"tags": ["v*"]}}
+    jobs = release["jobs"]
+    check = "\n".join(str(s.get("run", "")) for s in steps(jobs["check"]))
+    assert "scripts/version.sh" in check
+    assert '"$GITHUB_REF_NAME" != "v$version"' in check
+    assert "bash .ci/run" in check
+    pypi = jobs["pypi"]
+    assert pypi["permissions"] == {"id-token": "write"}, "trusted publishing, nothing else"
+    assert any(str(s.get("uses", "")).startswith("pypa/gh-action-pypi-publish@") for s in steps(pypi))
+    (build,) = [s for s in steps(jobs["image"]) if str(s.get("uses", "")).startswith("docker/build-push")]
+    assert build["with"]["platforms"] == "linux/amd64,linux/arm64"
+    assert build["with"]["push"] is True
+    chart = "\n".join(str(s.get("run", "")) for s in steps(jobs["chart"]))
+    assert "helm package deploy/helm/runloop-exporter" in chart
+    assert 'helm push dist/runloop-exporter-*.tgz "oci://ghcr.io/' in chart
+    for name in ("pypi", "image", "chart"):
+        needs = jobs[name]["needs"]
+        assert needs in ("check", "package"), f"{name} publishes only after the checks"
+
+
+def test_actionlint_passes_on_the_workflows() -> None:
+    actionlint = shutil.which("actionlint") or str(REPO / ".venv" / "bin" / "actionlint")
+    if not os.access(actionlint, os.X_OK):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true: actionlint is missing (a dev dependency: ./dev installs it)")
+        pytest.skip("actionlint is missing (a dev dependency: ./dev installs it)")
+    result = run([actionlint, *sorted(str(p) for p in WORKFLOWS.glob("*.yml"))], cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
