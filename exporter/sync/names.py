@@ -67,11 +67,13 @@ class BenchmarkNames:
     def resolve(self, benchmark_ids: Iterable[str], deadline: float | None) -> None:
         """Name the benchmarks not seen before: by a new listing when many are new, else by id.
 
+        A listing is tried at most once a sync: one that failed is tried again at the next sync.
+
         Lookups run a few at a time with at least LOOKUP_TIME_S of their own, and at most a bounded
         number per sync; what is left waits for the next sync.
         """
         missing = self._missing(benchmark_ids)
-        if len(missing) > self._list_threshold and self._list(deadline):
+        if len(missing) > self._list_threshold and not self._list_tried and self._list(deadline):
             missing = self._missing(missing)
         if not missing or (self._listed_at is None and self._list_failures < LIST_FAILURES_BEFORE_LOOKUPS):
             return  # lookups would cost a request per benchmark where a listing costs one: list next sync
