@@ -20,6 +20,7 @@ from exporter.simulator import (
     DEFAULT_API_KEY,
     MAX_LIMIT,
     DemoDriver,
+    Latency,
     Order,
     RequestRecord,
     Simulator,
@@ -791,3 +792,51 @@ def test_demo_thread_ticks_and_stops() -> None:
     assert world.run_count() == count  # stopped: nothing changes any more
     with pytest.raises(ValueError, match="tick_seconds"):
         DemoDriver(World(), tick_seconds=0)
+
+
+# --- latency -----------------------------------------------------------------------------------------
+
+
+def test_latency_is_a_round_trip_plus_jitter_plus_the_transfer_of_the_body() -> None:
+    import random
+
+    rng = random.Random(1)
+    latency = Latency(base_s=0.05, jitter_s=0.1, bytes_per_s=1e6)
+    delays = [latency.seconds(500_000, rng) for _ in range(200)]
+    assert all(0.55 <= d <= 0.65 for d in delays)
+    assert max(delays) - min(delays) > 0.05  # spread by the jitter
+    assert Latency().seconds(10**9, rng) == 0.0
+    realistic = Latency.realistic()
+    assert 0.05 <= realistic.seconds(300, rng) <= 0.151
+
+
+@pytest.mark.parametrize("bad", [{"base_s": -1.0}, {"jitter_s": -0.1}, {"bytes_per_s": 0.0}])
+def test_latency_rejects_negative_values(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="latency"):
+        Latency(**bad)
+
+
+def test_answers_arrive_after_the_latency_and_concurrent_ones_overlap(world: World) -> None:
+    world.add_many_finished(5000, ["bmd_a"], start_ms=T0)
+    with Simulator(world, latency=Latency(base_s=0.2, bytes_per_s=5e6)) as sim:
+        with httpx.Client(base_url=sim.url, headers=AUTH) as client:
+            started = time.monotonic()
+            client.get(RUNS, params={"limit": 1}).raise_for_status()
+            small = time.monotonic() - started
+            started = time.monotonic()
+            body = client.get(RUNS, params={"limit": 5000}).raise_for_status().content
+            large = time.monotonic() - started
+        assert small >= 0.2
+        assert large >= 0.2 + len(body) / 5e6  # a big page takes longer than a small one
+
+        def get() -> None:
+            with httpx.Client(base_url=sim.url, headers=AUTH) as client:
+                client.get(RUNS, params={"limit": 1}).raise_for_status()
+
+        sim.reset_requests()
+        threads = [threading.Thread(target=get) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sim.max_in_flight == 4  # answered side by side, each after its own delay

@@ -1,0 +1,80 @@
+"""RequestGate: requests in flight and per second, for the whole process."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+
+from exporter.politeness import GateTimeoutError, RequestGate
+
+
+def hammer(gate: RequestGate, threads: int, each: int, hold_s: float = 0.0) -> tuple[list[float], int]:
+    """Start times of every slot taken, and the most slots held at once."""
+    starts: list[float] = []
+    lock = threading.Lock()
+    held = [0, 0]
+
+    def work() -> None:
+        for _ in range(each):
+            with gate.slot(None):
+                with lock:
+                    starts.append(time.monotonic())
+                    held[0] += 1
+                    held[1] = max(held[1], held[0])
+                time.sleep(hold_s)
+                with lock:
+                    held[0] -= 1
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sorted(starts), held[1]
+
+
+def test_no_more_than_the_rate_in_any_second() -> None:
+    starts, _ = hammer(RequestGate(8, 10.0), threads=6, each=5)
+    assert len(starts) == 30
+    assert all(b - a >= 0.999 for a, b in zip(starts, starts[10:], strict=False))
+
+
+def test_a_rate_below_one_spaces_single_requests() -> None:
+    starts, _ = hammer(RequestGate(2, 4.0 / 3), threads=2, each=2)  # burst 1, one per 0.75 s
+    assert all(b - a >= 0.74 for a, b in itertools.pairwise(starts))
+
+
+def test_no_more_than_max_concurrent_in_flight() -> None:
+    _, most = hammer(RequestGate(3, 1000.0), threads=8, each=4, hold_s=0.02)
+    assert most == 3
+
+
+def test_no_room_before_the_deadline_raises() -> None:
+    gate = RequestGate(1, 1.0)
+    with gate.slot(None):
+        pass
+    with pytest.raises(GateTimeoutError, match="rate"), gate.slot(time.monotonic() + 0.3):
+        pass
+    with gate.slot(None), pytest.raises(GateTimeoutError, match="slot"), gate.slot(time.monotonic() + 0.05):
+        pass
+
+
+def test_stop_wakes_a_waiting_request() -> None:
+    stop = threading.Event()
+    gate = RequestGate(1, 0.1, stop=stop)  # one request per 10 s
+    with gate.slot(None):
+        pass
+    threading.Timer(0.1, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(GateTimeoutError, match="shutting down"), gate.slot(None):
+        pass
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(("concurrent", "rate"), [(0, 1.0), (1, 0.0), (1, -1.0)])
+def test_limits_must_be_positive(concurrent: int, rate: float) -> None:
+    with pytest.raises(ValueError, match="max_"):
+        RequestGate(concurrent, rate)
