@@ -237,11 +237,18 @@ def test_settings_reach_the_environment(helm: Helm) -> None:
     assert env["RUNLOOP_BASE_URL"] == config["baseUrl"]
     assert env["RUNLOOP_EXPORTER_SYNC_INTERVAL_SECONDS"] == str(config["syncIntervalSeconds"])
     assert env["RUNLOOP_EXPORTER_PAGE_SIZE"] == str(config["pageSize"])
+    assert env["RUNLOOP_EXPORTER_MAX_CONCURRENT_REQUESTS"] == str(config["maxConcurrentRequests"])
+    assert env["RUNLOOP_EXPORTER_MAX_REQUESTS_PER_SECOND"] == str(config["maxRequestsPerSecond"])
     assert env["RUNLOOP_EXPORTER_LOG_FORMAT"] == config["logFormat"]
     assert env["RUNLOOP_EXPORTER_LOG_LEVEL"] == config["logLevel"]
     for extra in values["extraEnv"]:
         assert env[extra["name"]] == extra["value"]
-    assert "RUNLOOP_EXPORTER_PAGE_SIZE" not in env_of(helm.render(ci_values("default")))
+    defaults = env_of(helm.render(ci_values("default")))
+    assert not {
+        "RUNLOOP_EXPORTER_PAGE_SIZE",
+        "RUNLOOP_EXPORTER_MAX_CONCURRENT_REQUESTS",
+        "RUNLOOP_EXPORTER_MAX_REQUESTS_PER_SECOND",
+    } & set(defaults)
     box = container(manifests)
     assert box["args"] == values["extraArgs"]
     assert mount_for(manifests, "/etc/ssl/private-ca/ca.crt")["name"] == "private-ca"
@@ -565,6 +572,9 @@ SCHEMA_REJECTS = {
     "unknown-nested-key": ["config.apikey=k"],
     "unknown-key-in-egress": ["networkPolicy.egress.port=443"],
     "page-size-too-big": ["config.pageSize=5001"],
+    "no-concurrency": ["config.maxConcurrentRequests=0"],
+    "too-much-concurrency": ["config.maxConcurrentRequests=65"],
+    "no-request-rate": ["config.maxRequestsPerSecond=0"],
     "bad-log-format": ["config.logFormat=xml"],
     "port-not-a-number": ["service.port=http"],
     "bad-digest": ["image.digest=latest"],
