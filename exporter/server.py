@@ -612,7 +612,13 @@ class MetricsServer:
     def _start_write(self, conn: _Conn, response: _Response) -> None:
         conn.phase = "write"
         conn.deadline = time.monotonic() + WRITE_TIMEOUT_S
-        conn.out = deque(memoryview(part) for part in response.parts if part)
+        pieces: list[bytes] = []
+        for part in response.parts:  # small pieces go out in one send (one packet), large ones as they are
+            if pieces and len(pieces[-1]) + len(part) <= _SEND_CHUNK:
+                pieces[-1] += part
+            elif part:
+                pieces.append(part)
+        conn.out = deque(memoryview(piece) for piece in pieces)
         if response.close:
             conn.out.append(memoryview(b""))  # a marker: close once everything before it is sent
         self._waiting.move_to_end(conn)
