@@ -237,7 +237,8 @@ def test_tls_handshakes_that_never_finish_are_bounded(
         "RUNLOOP_EXPORTER_WEB_CONFIG_FILE": str(web_config(pki, TLS)),
         "RUNLOOP_EXPORTER_READ_HEADER_TIMEOUT_SECONDS": "2",
     }
-    exporter = SecureExporter([], env, client=client).start(tmp_path)
+    exporter = SecureExporter([], env, client=client)
+    exporter.start(tmp_path)
     try:
         exporter.wait_synced()
         rss_before = rss_mb(exporter)
