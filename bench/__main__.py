@@ -1,11 +1,11 @@
-"""`./dev bench [scale|soak] [ARGS]`: run a benchmark script (scale by default)."""
+"""`./dev bench [scale|soak|hostile] [ARGS]`: run a benchmark script (scale by default)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("scale", "soak")
+BENCHMARKS = ("scale", "soak", "hostile")
 
 
 def main(argv: list[str]) -> int:

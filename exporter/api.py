@@ -7,6 +7,7 @@ Exceptions, so that callers catch the level they can act on::
     ├── TransientError           network failures, timeouts, 408/409/429/5xx, after retries ran out
     │   └── RateLimitedError     429, or a request held back because Retry-After has not expired
     ├── BadResponseError         a body that is not JSON or not of the documented shape
+    │   └── ResponseTooLargeError  a body larger than MAX_BODY_BYTES, refused before it is read whole
     ├── PaginationError          the cursor does not advance; paging stopped after a bounded number of pages
     ├── ApiError                 any other unexpected status (400, 404 on a list, ...)
     └── CancelledError           the exporter is shutting down, or the sync ran past its deadline
@@ -44,6 +45,9 @@ _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 60.0
 # Without a total_count, a listing that says has_more for this many pages is broken, not large.
 MAX_PAGES = 20_000
+# The largest answer read (after decompression). A page of 5,000 runs is about 1.2 MB, some 10 MB with
+# generous metadata; an answer past this is a broken proxy or a bug, and would not fit the pod anyway.
+MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 class RunloopError(Exception):
@@ -75,6 +79,10 @@ class RateLimitedError(TransientError):
 
 class BadResponseError(RunloopError):
     """The body was not JSON, or not the documented shape."""
+
+
+class ResponseTooLargeError(BadResponseError):
+    """The body was larger than MAX_BODY_BYTES; reading stopped there."""
 
 
 class PaginationError(RunloopError):
@@ -359,6 +367,9 @@ class RunloopClient:
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             ) as response:
                 content = self._read_body(response, deadline)
+        except ResponseTooLargeError as exc:
+            self._on_request(endpoint, "too_large")
+            raise ResponseTooLargeError(f"{endpoint}: {exc}") from None
         except httpx.TimeoutException:
             self._on_request(endpoint, "timeout")
             if deadline is not None and time.monotonic() >= deadline:  # cut short by our own deadline
@@ -394,10 +405,20 @@ class RunloopClient:
         """The body, checked against the deadline chunk by chunk.
 
         httpx's timeout applies to each read, so a server that sends a byte now and then would
-        otherwise hold a sync far past its deadline.
+        otherwise hold a sync far past its deadline. A body larger than MAX_BODY_BYTES (as declared,
+        or as counted after decompression, so a gzip bomb too) is refused without reading the rest.
         """
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise ResponseTooLargeError(f"the answer is {declared} bytes, more than {MAX_BODY_BYTES}")
         chunks = []
+        size = 0
         for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise ResponseTooLargeError(
+                    f"the answer is larger than {MAX_BODY_BYTES} bytes; not read further"
+                )
             chunks.append(chunk)
             if deadline is not None and time.monotonic() >= deadline:
                 raise httpx.ReadTimeout(

@@ -44,7 +44,7 @@ from exporter.labels import FoldCounting, RunLabels, make_grouping
 from exporter.logs import configure
 from exporter.models import RUNNING, Invalid, parse_run
 from exporter.politeness import RequestGate
-from exporter.server import MetricsServer, State
+from exporter.server import Limits, MetricsServer, State
 from exporter.settings import Settings, SettingsError, describe, load_invocation
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Latency, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync, SyncConfig
@@ -178,6 +178,15 @@ def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) 
     return sync
 
 
+def http_limits(settings: Settings) -> Limits:
+    """How long and how many clients may hold the HTTP server."""
+    return Limits(
+        read_header_timeout_s=settings.read_header_timeout_seconds,
+        idle_timeout_s=settings.idle_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
+
+
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -212,7 +221,13 @@ def run(settings: Settings) -> int:
             demo.stop()
         return _fail_settings([f"{describe('web_config_file')}: {exc}"])
     try:
-        server = MetricsServer((settings.address, settings.port), state, web)
+        server = MetricsServer(
+            (settings.address, settings.port),
+            state,
+            web,
+            limits=http_limits(settings),
+            on_close=telemetry.count_http_close,
+        )
     except OSError as exc:
         if demo:
             demo.stop()
@@ -220,6 +235,7 @@ def run(settings: Settings) -> int:
         field = "port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "address"
         where = f"{settings.address}:{settings.port}"
         return _fail_settings([f"{describe(field)}: cannot listen on {where}: {exc.strerror or exc}"])
+    telemetry.http_connections.set_function(server.open_connections)
     deadline_s = settings.sync_deadline_seconds if settings.sync_timeout_seconds else interval * 0.9
     job = SyncJob(sync, client, state, telemetry, deadline_s=deadline_s)
     idle = threading.Event()
@@ -347,6 +363,11 @@ def check(settings: Settings) -> int:
     print(
         f"requests: at most {settings.max_concurrent_requests} at once and"
         f" {settings.max_requests_per_second:g} per second"
+    )
+    limits = http_limits(settings)
+    print(
+        f"http: read-header timeout {limits.read_header_timeout_s:g} s, idle timeout "
+        f"{limits.idle_timeout_s:g} s, at most {limits.max_connections} connections"
     )
     try:
         _report(settings, client)

@@ -38,10 +38,15 @@ class Rendered:
 
     def body(self, tail: bytes, *, gzip: bool) -> bytes:
         """The full /metrics body: the snapshot's text followed by `tail`, compressed when asked."""
+        return b"".join(self.parts(tail, gzip=gzip))
+
+    def parts(self, tail: bytes, *, gzip: bool) -> tuple[bytes, bytes]:
+        """The body in two pieces: the snapshot's part, shared by every scrape (not copied), and the
+        small part after it. A slow client then holds a reference, not a copy of megabytes."""
         if not gzip:
-            return self.text + tail
+            return self.text, tail
         compressor = self._compressor.copy()
-        return self.gzip_head + compressor.compress(tail) + compressor.flush()
+        return self.gzip_head, compressor.compress(tail) + compressor.flush()
 
 
 def render_registry(registry: CollectorRegistry) -> bytes:

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     max_concurrent_requests: Annotated[int, Field(ge=1, le=64)] = 4
     max_requests_per_second: Annotated[float, Field(gt=0, le=1000)] = 20.0
     web_config_file: Path | None = None
+    read_header_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    idle_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] = 512
     log_format: LogFormat = "json"
     log_level: LogLevel = "info"
     score_buckets: Annotated[tuple[float, ...], NoDecode] = DEFAULT_SCORE_BUCKETS
@@ -253,6 +256,22 @@ OPTIONS: tuple[_Option, ...] = (
     ),
     _opt(
         "web_config_file", "TLS and basic-auth config for /metrics, exporter-toolkit format", metavar="PATH"
+    ),
+    _opt(
+        "read_header_timeout_seconds",
+        "close a connection that has not sent a whole request head (TLS handshake included) "
+        "within this time (default 10)",
+        metavar="SECONDS",
+    ),
+    _opt(
+        "idle_timeout_seconds",
+        "close a keep-alive connection idle between requests for this long (default 120)",
+        metavar="SECONDS",
+    ),
+    _opt(
+        "max_connections",
+        "open connections at most; past it the longest-waiting one is closed (default 512)",
+        metavar="N",
     ),
     _opt("log_format", "json or console (default json)", metavar="FORMAT"),
     _opt("log_level", "debug, info, warning or error (default info)", metavar="LEVEL"),

@@ -782,7 +782,7 @@ class World:
 # ---------------------------------------------------------------------- faults
 
 
-FaultKind = Literal["fail", "malformed_json", "wrong_shape", "close_mid_body"]
+FaultKind = Literal["fail", "malformed_json", "wrong_shape", "close_mid_body", "huge_body"]
 
 
 @dataclass
@@ -793,6 +793,8 @@ class _PendingFault:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    size: int = 0
+    declare_length: bool = True
 
 
 class Faults:
@@ -815,6 +817,7 @@ class Faults:
         self.has_more_forever: bool = False
         self.total_count: Literal["exact", "null", "page"] = "exact"
         self.ignore_benchmark_filter: bool = False
+        self.huge_bytes_sent = 0  # bytes of huge bodies the client actually took, over all of them
 
     def fail_next(
         self,
@@ -841,6 +844,14 @@ class Faults:
     def close_mid_body_next(self, n: int, path_prefix: str = "/v1") -> None:
         """For the next n requests, promise the full Content-Length, send half the body and hang up."""
         self._queue(_PendingFault("close_mid_body", n, path_prefix))
+
+    def huge_body_next(
+        self, n: int, size: int, *, declare_length: bool = True, path_prefix: str = "/v1"
+    ) -> None:
+        """Answer the next n requests with 200 and a body of `size` bytes (spaces), streamed in chunks
+        and never held whole: a misbehaving proxy or a bug. With ``declare_length=False`` there is no
+        Content-Length (the body ends when the connection closes), so only counting can catch it."""
+        self._queue(_PendingFault("huge_body", n, path_prefix, size=size, declare_length=declare_length))
 
     def pending(self) -> int:
         """How many one-shot faults are still to be served."""
@@ -1070,6 +1081,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, body[: len(body) // 2], {})
         elif fault is not None and fault.kind == "close_mid_body":
             self._send_partial(body)
+        elif fault is not None and fault.kind == "huge_body":
+            self._send_huge(fault.size, declare_length=fault.declare_length)
         else:
             self._send(status, body, headers)
 
@@ -1100,6 +1113,29 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(body)
         except OSError:
             self.close_connection = True
+
+    def _send_huge(self, size: int, *, declare_length: bool) -> None:
+        """A 200 with `size` bytes of whitespace, sent chunk by chunk until done or the client hangs up."""
+        faults = cast(_Server, self.server).simulator.faults
+        chunk = b" " * 65536
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if declare_length:
+                self.send_header("Content-Length", str(size))
+            else:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            left = size
+            while left > 0:
+                piece = chunk[: min(left, len(chunk))]
+                self.wfile.write(piece)
+                left -= len(piece)
+                with faults._lock:
+                    faults.huge_bytes_sent += len(piece)
+        except OSError:
+            pass
 
     def _send_partial(self, body: bytes) -> None:
         """Promise the whole body, send half of it, then hang up (a connection lost mid-body)."""

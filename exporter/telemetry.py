@@ -14,6 +14,7 @@ from prometheus_client.metrics import disable_created_metrics
 from exporter import __version__
 from exporter.api import BENCHMARK_PATH, BENCHMARKS_PATH, RUN_PATH, RUNS_PATH
 from exporter.models import INVALID_REASONS
+from exporter.server import CLOSE_REASONS
 
 # `_created` series double the counter lines and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -87,6 +88,16 @@ class Telemetry:
             "in their last known state and are looked up by the next syncs.",
             registry=r,
         )
+        self.http_connections_closed = Counter(
+            "runloop_exporter_http_connections_closed",
+            "Client connections the HTTP server closed on its own, by reason: header_timeout, "
+            "idle_timeout, write_timeout, over_capacity.",
+            ["reason"],
+            registry=r,
+        )
+        self.http_connections = Gauge(
+            "runloop_exporter_http_connections", "Client connections open on the HTTP server now.", registry=r
+        )
         self.sync_runs = Gauge(
             "runloop_exporter_runs", "Runs known after the last successful sync.", registry=r
         )
@@ -97,6 +108,8 @@ class Telemetry:
             self.syncs.labels(result)
         for reason in ("backfill", "scheduled", "probe_mismatch", "full_mode", "rescan"):
             self.full_syncs.labels(reason)
+        for reason in CLOSE_REASONS:
+            self.http_connections_closed.labels(reason)
         for reason in INVALID_REASONS:
             self.invalid_records.labels(reason)
         for endpoint in (RUNS_PATH, RUN_PATH, BENCHMARK_PATH, BENCHMARKS_PATH):
@@ -110,6 +123,10 @@ class Telemetry:
     def count_folded(self, label: str, runs: int) -> None:
         """Hook for FoldCounting: runs newly exported as `__other__` under `label`."""
         self.label_values_folded.labels(label).inc(runs)
+
+    def count_http_close(self, reason: str) -> None:
+        """Hook for the HTTP server: it closed a connection on its own."""
+        self.http_connections_closed.labels(reason).inc()
 
     def count_request(self, endpoint: str, code: str) -> None:
         """Hook for the API client: one HTTP attempt."""

@@ -241,6 +241,9 @@ def test_settings_reach_the_environment(helm: Helm) -> None:
     assert env["RUNLOOP_EXPORTER_MAX_REQUESTS_PER_SECOND"] == str(config["maxRequestsPerSecond"])
     assert env["RUNLOOP_EXPORTER_LOG_FORMAT"] == config["logFormat"]
     assert env["RUNLOOP_EXPORTER_LOG_LEVEL"] == config["logLevel"]
+    assert env["RUNLOOP_EXPORTER_READ_HEADER_TIMEOUT_SECONDS"] == str(config["readHeaderTimeoutSeconds"])
+    assert env["RUNLOOP_EXPORTER_IDLE_TIMEOUT_SECONDS"] == str(config["idleTimeoutSeconds"])
+    assert env["RUNLOOP_EXPORTER_MAX_CONNECTIONS"] == str(config["maxConnections"])
     for extra in values["extraEnv"]:
         assert env[extra["name"]] == extra["value"]
     defaults = env_of(helm.render(ci_values("default")))

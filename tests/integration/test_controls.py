@@ -420,6 +420,7 @@ def test_check_reports_what_it_found(world: World, simulator: Simulator) -> None
         "settings: valid",
         f"api: {simulator.url}",
         "requests: at most 4 at once and 20 per second",
+        "http: read-header timeout 10 s, idle timeout 120 s, at most 512 connections",
         "key: accepted",
         f"runs: {len(runs)}",
         f"running: {states['running']}",
@@ -439,8 +440,17 @@ def test_check_names_metadata_keys_but_never_their_values(world: World, simulato
         benchmark_id="bmd_a", state="completed", start_ms=NOW_MS, metadata={"team": "red", "model": "m"}
     )
     world.add_run(benchmark_id="bmd_a", state="completed", start_ms=NOW_MS, metadata={"team": "blue"})
-    result = run_cli(["check"], {"RUNLOOP_API_KEY": DEFAULT_API_KEY, "RUNLOOP_BASE_URL": simulator.url})
+    result = run_cli(
+        ["check", "--max-connections", "64"],
+        {
+            "RUNLOOP_API_KEY": DEFAULT_API_KEY,
+            "RUNLOOP_BASE_URL": simulator.url,
+            "RUNLOOP_EXPORTER_READ_HEADER_TIMEOUT_SECONDS": "2.5",
+            "RUNLOOP_EXPORTER_IDLE_TIMEOUT_SECONDS": "30",
+        },
+    )
     assert result.returncode == 0, result.stderr
+    assert "http: read-header timeout 2.5 s, idle timeout 30 s, at most 64 connections" in result.stdout
     assert "metadata keys in the first page: model (1 values), team (2 values)" in result.stdout.splitlines()
     assert "red" not in result.stdout
     assert "filters: none (every benchmark is exported)" in result.stdout.splitlines()

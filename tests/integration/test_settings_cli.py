@@ -44,6 +44,13 @@ KEY = {"RUNLOOP_API_KEY": "k3y-value"}
             {"RUNLOOP_EXPORTER_PAGE_SIZE": "0", "RUNLOOP_EXPORTER_SYNC_TIMEOUT_SECONDS": "20"},
             ["--no-such-flag", "PAGE_SIZE", "SYNC_TIMEOUT_SECONDS", "RUNLOOP_API_KEY"],
         ),
+        (
+            [],
+            {**KEY, "RUNLOOP_EXPORTER_READ_HEADER_TIMEOUT_SECONDS": "0"},
+            ["RUNLOOP_EXPORTER_READ_HEADER_TIMEOUT_SECONDS"],
+        ),
+        (["--idle-timeout-seconds", "soon"], KEY, ["RUNLOOP_EXPORTER_IDLE_TIMEOUT_SECONDS"]),
+        ([], {**KEY, "RUNLOOP_EXPORTER_MAX_CONNECTIONS": "0"}, ["RUNLOOP_EXPORTER_MAX_CONNECTIONS"]),
     ],
 )
 def test_invalid_settings_exit_2_with_one_line_each(

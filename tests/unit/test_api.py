@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import email.utils
+import gzip
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from exporter.api import (
+    MAX_BODY_BYTES,
     USER_AGENT,
     ApiError,
     AuthError,
@@ -20,6 +22,7 @@ from exporter.api import (
     CancelledError,
     PaginationError,
     RateLimitedError,
+    ResponseTooLargeError,
     RetryPolicy,
     RunloopClient,
     TransientError,
@@ -216,6 +219,59 @@ def test_malformed_json_and_wrong_shape() -> None:
     client, _ = client_for(lambda r: httpx.Response(200, json={"runs": [], "has_more": "no"}))
     with pytest.raises(BadResponseError, match="has_more"):
         client.list_runs(limit=1)
+
+
+MIB = 1024 * 1024
+
+
+def test_a_body_past_the_bound_is_refused_counted_and_not_read_whole() -> None:
+    sent: list[int] = []
+
+    def endless() -> Iterator[bytes]:
+        while True:  # a proxy streaming forever: only counting can stop it
+            sent.append(MIB)
+            yield b" " * MIB
+
+    codes: list[str] = []
+    client, seen = client_for(
+        lambda r: httpx.Response(200, content=endless()), on_request=lambda e, c: codes.append(c)
+    )
+    with pytest.raises(ResponseTooLargeError, match=f"/v1/benchmark_runs: .*larger than {MAX_BODY_BYTES}"):
+        client.list_runs(limit=1)
+    assert isinstance(ResponseTooLargeError("x"), BadResponseError)  # callers treat it as a wrong answer
+    assert len(seen) == 1, "not retried: the same answer would come again"
+    assert codes == ["too_large"]
+    assert sum(sent) <= MAX_BODY_BYTES + MIB
+
+
+def test_a_declared_length_past_the_bound_is_refused_before_reading() -> None:
+    sent: list[int] = []
+
+    def body() -> Iterator[bytes]:
+        sent.append(1)
+        yield b"{}"
+
+    headers = {"Content-Length": str(MAX_BODY_BYTES + 1)}
+    client, _ = client_for(lambda r: httpx.Response(200, headers=headers, content=body()))
+    with pytest.raises(ResponseTooLargeError, match=f"{MAX_BODY_BYTES + 1} bytes"):
+        client.list_runs(limit=1)
+    assert sent == []
+
+
+def test_a_gzip_bomb_is_counted_after_decompression() -> None:
+    bomb = gzip.compress(b" " * (MAX_BODY_BYTES + MIB), compresslevel=9)
+    assert len(bomb) < MIB
+    headers = {"Content-Encoding": "gzip"}
+    client, _ = client_for(lambda r: httpx.Response(200, headers=headers, content=bomb))
+    with pytest.raises(ResponseTooLargeError):
+        client.list_runs(limit=1)
+
+
+def test_a_body_at_the_bound_is_read() -> None:
+    page = b'{"runs": [], "has_more": false}'
+    body = page + b" " * (MAX_BODY_BYTES - len(page))
+    client, _ = client_for(lambda r: httpx.Response(200, content=body))
+    assert client.list_runs(limit=1).records == []
 
 
 def test_other_statuses_are_api_errors() -> None:
