@@ -19,7 +19,7 @@ import structlog
 from exporter.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
 from exporter.api import RunloopClient
 from exporter.models import Invalid, Run, parse_run
-from exporter.sync.config import SyncConfig
+from exporter.sync.config import MAX_LIMIT, SyncConfig
 from exporter.sync.fullread import FullRead
 from exporter.sync.ledger import Delta, Ledger
 from exporter.sync.lookups import Lookups
@@ -30,6 +30,9 @@ from exporter.sync.records import InvalidRecords
 from exporter.telemetry import Telemetry
 
 log = structlog.get_logger("exporter.sync")
+
+DEEP_SKIPS = 10
+"""Syncs that rescan instead after a deeper scan found fewer than half of the runs it looked for."""
 
 
 class Sync(Protocol):
@@ -85,6 +88,8 @@ class IncrementalSync:
         self._last_full = 0.0
         self._warned_uncounted = False
         self._new_at_ends: bool | None = None  # learned: do new runs appear at either end of the listing?
+        self._new_at_head = False  # learned: do they appear at the top (newest first)?
+        self._deep_skips = 0  # deeper scans to skip after one that found too little
 
     @property
     def ledger(self) -> Ledger | None:
@@ -181,9 +186,11 @@ class IncrementalSync:
         if self._new_at_ends is False and (top.total_count or 0) > ledger.listed:
             return Rescan("new runs land mid-listing here, where no cheap probe finds them", {})
         pending = sorted(rid for rid in held if rid not in live)
+        delta.pending = frozenset(pending)
         head_moved = top.head != ledger.head
         chosen = self._plan(len(pending), ledger, top.total_count, head_moved)
-        if chosen is not None and chosen.choice == "rescan":
+        deeper = chosen is not None and chosen.choice == "rescan" and self._deeper_pays()
+        if chosen is not None and chosen.choice == "rescan" and not deeper:
             return Rescan(
                 "re-reading the listing is cheaper than looking runs up",
                 {
@@ -195,18 +202,41 @@ class IncrementalSync:
             )
 
         self._probes.requests = 0
+        self._probes.last_read = None
+        listed = delta.listed
         if head_moved and not self._probes.scan_head(ledger, delta, seen, held, deadline):
             return None
+        self._new_at_head = delta.listed > listed or (self._new_at_head and delta.listed == listed)
         if ledger.tail is not None and not self._probes.scan_tail(ledger, delta, seen, held, deadline):
             return None
         self._follow_live(live, delta, seen)
         pending = [rid for rid in pending if rid in ledger.running and rid not in seen]
+        if deeper and pending and chosen is not None and chosen.rescan_requests is not None:
+            room = chosen.rescan_requests - self._probes.requests
+            # Pages of 5,000 where the rescan reads pages of page_size: no more entries than it reads.
+            pages = max(1, room * self._config.page_size // MAX_LIMIT)
+            after = self._probes.last_read if head_moved else None
+            found = self._probes.scan_deeper(
+                ledger, delta, seen, after=after, max_pages=pages, deadline=deadline
+            )
+            self._deep_skips = 0 if 2 * found >= len(pending) else DEEP_SKIPS
+            pending = [rid for rid in pending if rid in ledger.running and rid not in seen]
         if chosen is not None and chosen.rescan_requests is not None:
             # Never more requests than the rescan that was turned down would have cost.
             room = max(chosen.rescan_requests - self._probes.requests, 0)
             pending, delta.backlog = pending[:room], max(len(pending) - room, 0)
         delta.backlog += self._look_up(pending, ledger, delta, deadline)
         return delta
+
+    def _deeper_pays(self) -> bool:
+        """Whether to read on below the head rather than rescan: where new runs are listed first, and
+        unless a recent deeper scan found too little (then a few rescans go first)."""
+        if not self._new_at_head:
+            return False
+        if self._deep_skips:
+            self._deep_skips -= 1
+            return False
+        return True
 
     def _plan(self, pending: int, ledger: Ledger, total: int | None, head_moved: bool) -> Plan | None:
         if not pending:

@@ -54,6 +54,7 @@ class Delta:
     listed: int = 0
     totals: list[int] = field(default_factory=list)  # total_count as each probe and scan saw it
     backlog: int = 0
+    pending: frozenset[str] = frozenset()  # held runs no longer listed in their state
 
     @classmethod
     def of(cls, ledger: Ledger) -> Delta:

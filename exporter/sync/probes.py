@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from exporter.aggregate import GroupKey, RunningRun
-from exporter.api import ApiError, RunloopClient, record_id
+from exporter.api import ApiError, CancelledError, RunloopClient, ShutdownError, record_id
 from exporter.models import RUNNING, Invalid, Run, parse_run
 from exporter.sync.config import MAX_LIMIT, Grouping
 from exporter.sync.ledger import Delta, Ends, Ledger
@@ -55,6 +55,7 @@ class Probes:
         self._costs = costs
         self._benchmark_id = benchmark_id
         self.requests = 0  # head and tail scan pages of the current sync, for the planner's bound
+        self.last_read: str | None = None  # the last id the head scan read: where a deeper scan goes on
 
     def live(self, ledger: Ledger, deadline: float | None) -> Live:
         """The runs listed now in each state that can still change (running, and new states we hold)."""
@@ -112,6 +113,7 @@ class Probes:
             if number == 1:
                 delta.count(page.total_count)
             records = page.records
+            self.last_read = next((rid for rid in map(record_id, reversed(records)) if rid), self.last_read)
             cut = next(
                 (i for i, r in enumerate(records) if ledger.head and record_id(r) == ledger.head), None
             )
@@ -124,6 +126,7 @@ class Probes:
                 if new < 0:
                     return False
                 self._take_new(above[:new], ledger, delta, seen, held)
+                self._settle_found(records[cut:], ledger, delta, seen)
                 # With no new run above it, the old first run stays first, under every id-less entry.
                 delta.head, delta.head_extra = ends.head or ledger.head, ends.head_extra
                 return True
@@ -168,6 +171,59 @@ class Probes:
             log.info("the last run we read is gone from the listing", error=str(exc))
             return False
         return skip == 0
+
+    def scan_deeper(
+        self,
+        ledger: Ledger,
+        delta: Delta,
+        seen: set[str],
+        *,
+        after: str | None,
+        max_pages: int,
+        deadline: float | None,
+    ) -> int:
+        """Read on below the head (from the top, or after `after`) to find runs that ended; returns how
+        many it found.
+
+        Where new runs are listed first, runs that ended lately started lately too: they are near the
+        top, and one page of 5,000 entries finds many of them for the price of one lookup. Stops when
+        none is left to find, after two pages that found none, at `max_pages`, or at the deadline (what
+        was found stays settled).
+        """
+        found = empty = pages_read = 0
+        pages = self._client.iter_runs_pages(
+            page_size=MAX_LIMIT, starting_after=after, benchmark_id=self._benchmark_id, deadline=deadline
+        )
+        try:
+            for page in pages:
+                self.requests += 1
+                pages_read += 1
+                here = self._settle_found(page.records, ledger, delta, seen)
+                found += here
+                empty = 0 if here else empty + 1
+                pending = any(rid in ledger.running and rid not in seen for rid in delta.pending)
+                if not pending or empty >= 2 or pages_read >= max_pages:
+                    break
+        except (ApiError, CancelledError) as exc:  # the cursor run is gone, or time is up: keep what we found
+            if isinstance(exc, ShutdownError):
+                raise
+            log.info("a deeper scan stopped early", error=str(exc), found=found)
+        return found
+
+    def _settle_found(self, records: list[Any], ledger: Ledger, delta: Delta, seen: set[str]) -> int:
+        """Settle the runs waiting to be learned that these entries show; returns how many."""
+        found = 0
+        for record in records:
+            rid = record_id(record)
+            if rid is None or rid not in delta.pending or rid in seen or rid not in ledger.running:
+                continue
+            run = parse_run(record)
+            if isinstance(run, Invalid):
+                continue  # a lookup will report it
+            seen.add(rid)
+            delta.settle(ledger, rid, run)
+            found += 1
+        return found
 
     def _take_new(
         self, records: list[Any], ledger: Ledger, delta: Delta, seen: set[str], held: frozenset[str]

@@ -266,3 +266,46 @@ def test_a_429_pauses_every_worker() -> None:
         limited = lookups[0]
         # The others in flight had left already; nothing else starts until Retry-After has passed.
         assert not [at for at in lookups if limited + 0.02 < at < limited + 0.95]
+
+
+# --- reading on below the head, where new runs are listed first ---------------------------------------
+
+
+def learn_the_order(world: World, sync: IncrementalSync) -> None:
+    """A sync that sees a new run at the top: the listing is newest first."""
+    world.add_run(benchmark_id=BENCHMARKS[0], state="completed", start_ms=T0 + 10**10, duration_ms=5)
+    sync.run()
+
+
+def test_runs_that_ended_near_the_top_are_found_by_reading_on_below_the_head() -> None:
+    world, running = world_of(50_000, 3_000)  # the running runs started last: the top 3,000 entries
+    with Simulator(world, latency=Latency(base_s=0.02)) as sim:
+        sync, telemetry = new_sync(sim.url, page_size=1000)
+        sync.run()
+        learn_the_order(world, sync)
+        end(world, running[:2_000])
+        sim.reset_requests()
+        assert_exact(sync.run(), world)
+        assert not [r for r in sim.requests if r.path.startswith(RUN_PATH_PREFIX)]
+        assert len(sim.requests) <= 3 + 1  # the probes, and one page of 5,000 below the head
+        assert full_reads(telemetry, "rescan") == 0
+        assert full_reads(telemetry, "probe_mismatch") == 0
+
+
+def test_a_deeper_scan_that_finds_little_costs_no_more_and_rescans_come_next() -> None:
+    world = World(order="newest_first", seed=9)
+    for bid in BENCHMARKS:
+        world.add_benchmark(bid, bid)
+    running = start(world, 2_000, 0)  # started first: at the bottom of a newest-first listing
+    world.add_many_finished(50_000, BENCHMARKS, start_ms=T0 + 10**10)
+    with Simulator(world, latency=Latency(base_s=0.005)) as sim:
+        sync, telemetry = new_sync(sim.url, page_size=1000)
+        sync.run()
+        learn_the_order(world, sync)
+        end(world, running[:1_500])
+        cost = counted(sim, lambda: assert_exact(sync.run(), world, still_running=backlog_ids(sync, world)))
+        assert cost <= full_mode_cost(world.run_count(), 1000) + 3
+        assert full_reads(telemetry, "rescan") == 0
+        assert backlog_ids(sync, world)  # two empty pages below the head, then lookups as room allows
+        assert_exact(sync.run(), world)  # the next sync rescans instead
+        assert full_reads(telemetry, "rescan") == 1
