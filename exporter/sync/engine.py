@@ -151,7 +151,12 @@ class IncrementalSync:
     def _full_read(self, reason: str, deadline: float | None, compare_with: Ledger | None = None) -> Ledger:
         """Read the whole listing into a fresh ledger, then swap it in."""
         started = self._clock()
-        ledger, _total = self._full.read(reason, deadline)
+        before = self._ledger
+        ledger, _total, old_head_at = self._full.read(
+            reason, deadline, watch=None if before is None else before.head
+        )
+        if before is not None and old_head_at is not None and ledger.listed > before.listed:
+            self._new_at_head = old_head_at > 0  # the new runs stand above the old first one, or not
         self._ledger = ledger
         self._last_full = started
         self._telemetry.full_syncs.labels(reason).inc()

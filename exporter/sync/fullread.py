@@ -13,7 +13,7 @@ from collections.abc import Callable
 import structlog
 
 from exporter.aggregate import RunningRun, Totals
-from exporter.api import Page, RunloopClient
+from exporter.api import Page, RunloopClient, record_id
 from exporter.idset import IdSet
 from exporter.models import Invalid, Run, parse_run
 from exporter.sync.config import Grouping, SyncConfig
@@ -48,8 +48,11 @@ class FullRead:
         self._benchmark_id = benchmark_id
         self._clock = clock
 
-    def read(self, reason: str, deadline: float | None) -> tuple[Ledger, int | None]:
-        """The listing as it is now, and the `total_count` its first page gave."""
+    def read(
+        self, reason: str, deadline: float | None, watch: str | None = None
+    ) -> tuple[Ledger, int | None, int | None]:
+        """The listing as it is now, the `total_count` its first page gave, and how many entries stand
+        above the run `watch` (None when it is not listed): where new runs land, learned for free."""
         started = self._clock()
         now = time.monotonic()
         per_page = None if deadline is None else max(deadline - now, 1.0)
@@ -64,6 +67,7 @@ class FullRead:
         seen = IdSet()
         progress = _Progress(reason, started, self._clock)
         total: int | None = None
+        watched_at: int | None = None
         pages = self._client.iter_runs_pages(
             page_size=config.page_size,
             include_total_count=True,
@@ -77,6 +81,8 @@ class FullRead:
                 total = page.total_count
             for record in page.records:
                 ends.see(record)
+                if watch is not None and watched_at is None and record_id(record) == watch:
+                    watched_at = ledger.listed
                 ledger.listed += 1  # total_count counts every entry of the listing, duplicates too
                 run = parse_run(record)
                 if isinstance(run, Invalid):
@@ -92,7 +98,7 @@ class FullRead:
         ledger.tail, ledger.tail_extra = ends.tail, ends.tail_extra
         ledger.counted = total == ledger.listed
         progress.done(ledger.listed)
-        return ledger, total
+        return ledger, total, watched_at
 
     def _file(self, ledger: Ledger, run: Run) -> None:
         key = self._grouping(run)
