@@ -92,6 +92,7 @@ def truth(world: World, *, still_running: Iterable[str] = ()) -> Samples:
     runs = [
         {**run, "state": "running", "duration_ms": None, "score": None} if run["id"] in held else run
         for run in world.runs()
+        if isinstance(run.get("id"), str) and run["id"]  # an entry without an id is invalid
     ]
     return expected_samples(runs, world.benchmark_names())
 

@@ -8,7 +8,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from exporter.simulator import Order, Simulator, World
-from tests.integration.syncing import figures, full_figures, new_sync
+from tests.integration.syncing import assert_exact, figures, full_figures, new_sync
 
 ORDERS: list[Order] = ["newest_first", "oldest_first", "shuffled"]
 T0 = 1_750_000_000_000
@@ -87,7 +87,7 @@ def test_cost_of_k_changes_grows_with_k_not_history(order: Order, history: int, 
             )
             == 0
         )
-        assert figures(sync.run()) == full_figures(sim.url)
+        assert_exact(sync.run(), world)
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -95,7 +95,7 @@ def test_figures_match_a_full_read_through_every_kind_of_change(order: Order) ->
     world, running = big_world(order, 3_000, running=6)
     with Simulator(world) as sim:
         sync, _ = new_sync(sim.url, page_size=500)
-        assert figures(sync.run()) == full_figures(sim.url)
+        assert_exact(sync.run(), world)
         steps: list[Callable[[], object]] = [
             lambda: world.finish_run(running[0], "completed", duration_ms=120_000, score=0.25),
             lambda: world.finish_run(running[1], "failed", duration_ms=1_000),
@@ -112,7 +112,7 @@ def test_figures_match_a_full_read_through_every_kind_of_change(order: Order) ->
         ]
         for step in steps:
             step()
-            assert figures(sync.run()) == full_figures(sim.url)
+            assert_exact(sync.run(), world)
 
 
 @pytest.mark.parametrize("order", ["newest_first", "oldest_first"])
@@ -125,7 +125,7 @@ def test_the_runs_at_either_end_may_disappear(order: Order) -> None:
         world.delete_run(str(listing[0]["id"]))
         world.delete_run(str(listing[-1]["id"]))
         world.add_run(benchmark_id="bmd_03", state="completed", start_ms=T0, duration_ms=1, score=0.1)
-        assert figures(sync.run()) == full_figures(sim.url)
+        assert_exact(sync.run(), world)
 
 
 def test_changing_order_between_syncs_changes_only_the_cost() -> None:
@@ -136,9 +136,9 @@ def test_changing_order_between_syncs_changes_only_the_cost() -> None:
         for order in ("oldest_first", "shuffled", "newest_first"):
             world.set_order(order)
             world.add_run(benchmark_id="bmd_02", state="failed", start_ms=T0, duration_ms=77)
-            assert figures(sync.run()) == full_figures(sim.url)
+            assert_exact(sync.run(), world)
         world.finish_run(running[0], "completed", duration_ms=1, score=0.3)
-        assert figures(sync.run()) == full_figures(sim.url)
+        assert_exact(sync.run(), world)
 
 
 def test_scheduled_reconcile_heals_drift_no_probe_can_see_and_says_so() -> None:

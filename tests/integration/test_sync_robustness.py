@@ -11,7 +11,7 @@ from exporter.api import CancelledError, RetryPolicy, RunloopClient, RunloopErro
 from exporter.simulator import DEFAULT_API_KEY, Order, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry
-from tests.integration.syncing import figures, full_figures, new_sync
+from tests.integration.syncing import assert_exact, figures, full_figures, new_sync
 
 T0 = 1_750_000_000_000
 
@@ -45,7 +45,7 @@ def test_without_a_trustworthy_total_count_every_sync_is_a_full_read(order: Orde
         with capture_logs() as logs:
             for step in range(4):
                 churn(world, step)
-                assert figures(sync.run()) == full_figures(sim.url)
+                assert_exact(sync.run(), world)
         assert full_reads(telemetry, "probe_mismatch") == 3
         warnings = [e for e in logs if e["event"].startswith("total_count is missing")]
         assert len(warnings) == 1
@@ -66,7 +66,7 @@ def test_entries_without_an_id_at_either_end_cost_nothing_in_steady_state(order:
             assert len(sim.requests) <= 3
         for step in range(3):
             churn(world, step)
-            assert figures(sync.run()) == full_figures(sim.url)
+            assert_exact(sync.run(), world)
         assert full_reads(telemetry, "probe_mismatch") == 0
 
 
@@ -82,11 +82,11 @@ def test_a_state_new_to_us_is_followed_until_it_ends(order: Order) -> None:
         sync.run()
         assert len(sim.requests) == 4  # the usual three, and the runs listed as queued
         world.update_run(queued, state="running")
-        assert figures(sync.run()) == full_figures(sim.url)
+        assert_exact(sync.run(), world)
         world.update_run(queued, state="scoring")
-        assert figures(sync.run()) == full_figures(sim.url)
+        assert_exact(sync.run(), world)
         world.finish_run(queued, "canceled", duration_ms=5_000)
-        assert figures(sync.run()) == full_figures(sim.url)
+        assert_exact(sync.run(), world)
         sim.reset_requests()
         sync.run()
         assert len(sim.requests) == 3  # nothing in a new state is held any more
@@ -126,7 +126,7 @@ def test_a_listing_empty_at_backfill_learns_its_tail() -> None:
         sync.run()
         for step in range(4):
             churn(world, step)
-            assert figures(sync.run()) == full_figures(sim.url)
+            assert_exact(sync.run(), world)
         assert sync.ledger is not None
         assert sync.ledger.tail is not None
         assert full_reads(telemetry, "probe_mismatch") == 0
