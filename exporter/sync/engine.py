@@ -217,21 +217,41 @@ class IncrementalSync:
         self._follow_live(live, delta, seen)
         pending = [rid for rid in pending if rid in ledger.running and rid not in seen]
         if deeper and pending and chosen is not None and chosen.rescan_requests is not None:
-            room = chosen.rescan_requests - self._probes.requests
-            # Pages of 5,000 where the rescan reads pages of page_size: no more entries than it reads.
-            pages = max(1, room * self._config.page_size // MAX_LIMIT)
             after = self._probes.last_read if head_moved else None
-            found = self._probes.scan_deeper(
-                ledger, delta, seen, after=after, max_pages=pages, deadline=deadline
+            pending = self._read_deeper(
+                pending,
+                ledger,
+                delta,
+                seen,
+                rescan_requests=chosen.rescan_requests,
+                after=after,
+                deadline=deadline,
             )
-            self._deep_skips = 0 if 2 * found >= len(pending) else DEEP_SKIPS
-            pending = [rid for rid in pending if rid in ledger.running and rid not in seen]
         if chosen is not None and chosen.rescan_requests is not None:
             # Never more requests than the rescan that was turned down would have cost.
             room = max(chosen.rescan_requests - self._probes.requests, 0)
             pending, delta.backlog = pending[:room], max(len(pending) - room, 0)
         delta.backlog += self._look_up(pending, ledger, delta, deadline)
         return delta
+
+    def _read_deeper(
+        self,
+        pending: list[str],
+        ledger: Ledger,
+        delta: Delta,
+        seen: set[str],
+        *,
+        rescan_requests: int,
+        after: str | None,
+        deadline: float | None,
+    ) -> list[str]:
+        """Read on below the head instead of a rescan; returns the runs still to learn."""
+        room = rescan_requests - self._probes.requests
+        # Pages of 5,000 where the rescan reads pages of page_size: no more entries than it would read.
+        pages = max(1, room * self._config.page_size // MAX_LIMIT)
+        found = self._probes.scan_deeper(ledger, delta, seen, after=after, max_pages=pages, deadline=deadline)
+        self._deep_skips = 0 if 2 * found >= len(pending) else DEEP_SKIPS
+        return [rid for rid in pending if rid in ledger.running and rid not in seen]
 
     def _deeper_pays(self) -> bool:
         """Whether to read on below the head rather than rescan: where new runs are listed first, and
@@ -247,7 +267,7 @@ class IncrementalSync:
         if not pending:
             return None
         new = 0 if total is None else max(total - ledger.listed, 0)
-        scans = 1 + (math.ceil((new + 1) / 5000) if head_moved else 0)
+        scans = 1 + (math.ceil((new + 1) / MAX_LIMIT) if head_moved else 0)
         return plan(
             pending=pending,
             total=total,
