@@ -10,7 +10,8 @@ Intervals are scaled down by `--scale` to keep the benchmark short, with the chu
 time-lapse: each scaled interval sees the churn of a whole real one), so the API's latency weighs
 `--scale` times more than it would in real time. Per cell it prints:
 
-- published: share of intervals in which at least one sync published new figures;
+- published: publishes during the measured intervals per interval (capped at 100%), and max_gap, the
+  longest time without a publish, in intervals (the exporter must never go more than two);
 - req/sync: requests per sync after the backfill (from the exporter's `sync finished` log lines);
 - sync p50/p99: sync duration, successful or not, in seconds;
 - fresh p50/p99: from the moment the simulator ended a run to the first published snapshot that counts
@@ -53,6 +54,7 @@ class Cell:
     latency_ms: int
     mode: str
     published: float = 0.0
+    max_gap: float = 0.0
     requests: float = 0.0
     sync_p50: float = 0.0
     sync_p99: float = 0.0
@@ -200,8 +202,11 @@ def measure(cell: Cell, interval_s: float, scale: float, intervals: int, page_si
     cell.requests = statistics.mean(e["requests"] for e in finished) if finished else float("nan")
     durations = [float(e["duration_s"]) for e in syncs]
     cell.sync_p50, cell.sync_p99 = percentile(durations, 0.5), percentile(durations, 0.99)
-    published = {int((when - begin) // scaled) for when, _ in watcher.publishes if when >= begin}
-    cell.published = len(published & set(range(intervals))) / intervals
+    end = begin + intervals * scaled
+    times = [when for when, _ in watcher.publishes if begin <= when < end]
+    cell.published = min(len(times) / intervals, 1.0)
+    marks = [begin, *times, end]
+    cell.max_gap = max(b - a for a, b in itertools.pairwise(marks)) / scaled
     base = watcher.publishes[0][1] if watcher.publishes else 0.0
     fresh = []
     for when, ended in driver.events:
@@ -235,7 +240,7 @@ def main(argv: list[str]) -> int:
         f"{args.intervals} intervals a cell; page size {args.page_size}"
     )
     header = (
-        f"{'history':>8} {'churn/min':>9} {'lat_ms':>6} {'mode':<11} {'published':>9} {'req/sync':>8} "
+        f"{'history':>8} {'churn/min':>9} {'lat_ms':>6} {'mode':<11} {'published':>9} {'max_gap':>7} {'req/sync':>8} "
         f"{'sync_p50':>8} {'sync_p99':>8} {'fresh_p50':>9} {'fresh_p99':>9} {'peakRSS':>7}"
     )
     print(header, flush=True)
@@ -249,7 +254,7 @@ def main(argv: list[str]) -> int:
             Cell(history, churn, latency, mode), args.interval, args.scale, args.intervals, args.page_size
         )
         print(
-            f"{c.history:>8} {c.churn_per_min:>9} {c.latency_ms:>6} {c.mode:<11} {c.published:>9.0%} "
+            f"{c.history:>8} {c.churn_per_min:>9} {c.latency_ms:>6} {c.mode:<11} {c.published:>9.0%} {c.max_gap:>7.2f} "
             f"{c.requests:>8.1f} {c.sync_p50:>8.2f} {c.sync_p99:>8.2f} {c.fresh_p50:>9.2f} {c.fresh_p99:>9.2f} "
             f"{c.peak_rss_mb:>7.1f}",
             flush=True,
