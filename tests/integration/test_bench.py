@@ -37,3 +37,37 @@ def test_scale_bench_prints_its_table() -> None:
     # 50 runs left running: looking each up would cost 50 requests, re-reading the 3 pages costs 3.
     assert int(incremental[3]) <= int(full[3]) + 3
     assert "ratio full / incremental" in result.stdout
+
+
+def test_churn_bench_prints_its_table_and_incremental_keeps_up() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "churn",
+            "--histories",
+            "5000",
+            "--churns",
+            "2000",
+            "--latencies",
+            "50",
+            "--interval",
+            "30",
+            "--scale",
+            "10",
+            "--intervals",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = [row for row in (line.split() for line in result.stdout.splitlines()) if row and row[0] == "5000"]
+    assert [row[3] for row in rows] == ["incremental", "full"]
+    incremental, full = rows
+    assert incremental[4] == "100%"  # published every interval
+    assert float(incremental[5]) <= 2.0  # never two intervals without a publish
+    assert float(incremental[6]) <= float(full[6]) + 3  # requests per sync
+    assert "Traceback" not in result.stderr
