@@ -1,6 +1,6 @@
 """Scale benchmark: what a sync costs as history grows, incremental vs full rescan.
 
-The simulator (one World with 1,000 benchmarks) runs in this process; the exporter side runs in a
+The simulator (one World with 1,000 benchmarks, answering at `--latency-ms` plus 20 MB/s) runs in this process; the exporter side runs in a
 child process (`bench.probe`) so that its max RSS is its own. For each history size and each mode the
 child backfills, runs a steady sync with nothing changed, then a sync after 100 changes (50 running runs
 finish, 25 start, 25 appear already finished), serves the snapshot on 127.0.0.1 and this process times
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from exporter.simulator import Simulator, World
+from exporter.simulator import Latency, Simulator, World
 
 T0 = 1_700_000_000_000
 RUNNING = 50
@@ -64,9 +64,9 @@ def change(world: World, running: list[str], benchmarks: int) -> None:
         )
 
 
-def measure(history: int, mode: str, benchmarks: int, page_size: int) -> Result:
+def measure(history: int, mode: str, benchmarks: int, page_size: int, latency_ms: float) -> Result:
     world, running = make_world(history, benchmarks)
-    with Simulator(world) as sim:
+    with Simulator(world, latency=Latency(base_s=latency_ms / 1000, bytes_per_s=20e6)) as sim:
         child = subprocess.Popen(
             [sys.executable, "-m", "bench.probe", sim.url, mode, str(page_size)],
             stdin=subprocess.PIPE,
@@ -107,7 +107,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="history sizes, comma-separated")
     parser.add_argument("--benchmarks", type=int, default=1000)
     parser.add_argument("--page-size", type=int, default=5000)
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="per request, plus 20 MB/s")
     args = parser.parse_args(argv)
+    print(f"latency {args.latency_ms:g} ms a request plus 20 MB/s; page size {args.page_size}")
     sizes = [int(s) for s in args.sizes.split(",")]
     results: list[Result] = []
     header = (
@@ -117,7 +119,7 @@ def main(argv: list[str]) -> int:
     print(header)
     for history in sizes:
         for mode in ("incremental", "full"):
-            r = measure(history, mode, args.benchmarks, args.page_size)
+            r = measure(history, mode, args.benchmarks, args.page_size, args.latency_ms)
             results.append(r)
             print(
                 f"{r.history:>9} {r.mode:<12} {r.steady_requests:>10} {r.changed_requests:>10} "
