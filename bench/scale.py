@@ -1,7 +1,7 @@
 """Scale benchmark: what a sync costs as history grows, incremental vs full rescan.
 
-The simulator (one World with 1,000 benchmarks, answering at `--latency-ms` plus 20 MB/s) runs in this process; the exporter side runs in a
-child process (`bench.probe`) so that its max RSS is its own. For each history size and each mode the
+The simulator (one World with 1,000 benchmarks, answering at `--latency-ms` plus 20 MB/s) runs in this
+process; the exporter side runs in a child process (`bench.probe`) so that its max RSS is its own. For each history size and each mode the
 child backfills, runs a steady sync with nothing changed, then a sync after 100 changes (50 running runs
 finish, 25 start, 25 appear already finished), serves the snapshot on 127.0.0.1 and this process times
 scrapes of it. Prints one table, then the ratio full / incremental.
