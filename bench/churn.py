@@ -151,7 +151,7 @@ def measure(cell: Cell, interval_s: float, scale: float, intervals: int, page_si
     world = World(order="newest_first", seed=cell.history)
     for bid in BENCHMARKS:
         world.add_benchmark(bid, f"benchmark {bid}")
-    pool = max(2 * per_interval, 20)
+    pool = max(min(2 * per_interval, cell.history // 2), 20)  # running runs, started last
     world.add_many_finished(cell.history - pool, BENCHMARKS, start_ms=T0)
     running = [
         world.add_run(benchmark_id=BENCHMARKS[i % 20], state="running", start_ms=T0 + 10**8 + i)
