@@ -24,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 
 from exporter import __version__
+from exporter.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps
 from exporter.aggregate import Snapshot
 from exporter.api import (
     ApiError,
@@ -48,6 +49,7 @@ from exporter.server import Limits, MetricsServer, State
 from exporter.settings import Settings, SettingsError, describe, load_invocation
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Latency, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync, SyncConfig
+from exporter.sync.jobs import JobsSync, WithJobs
 from exporter.telemetry import Telemetry
 from exporter.webconfig import WebConfigError, load_web_config
 
@@ -175,7 +177,39 @@ def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) 
     if labels.names:
         telemetry.init_folded(labels.names)
         sync = FoldCounting(sync, labels.names, telemetry.count_folded)
+    if settings.jobs:
+        sync = _with_jobs(settings, client, telemetry, sync, names)
     return sync
+
+
+def _with_jobs(
+    settings: Settings, client: RunloopClient, telemetry: Telemetry, sync: Sync, names: BenchmarkNames
+) -> Sync:
+    """The run sync followed by the benchmark-jobs sync, whose failures never fail the runs."""
+    benchmarks = settings.benchmark_filter()
+    jobs = JobsSync(
+        client,
+        score_buckets=settings.score_buckets,
+        caps=AgentCaps(settings.agent_model_max_values, settings.exception_type_max_values),
+        admits=lambda benchmark_id: benchmarks.admits(benchmark_id, names.name_of),
+        invalid=InvalidRecords(
+            lambda reason: telemetry.invalid_records.labels(reason).inc(), kind="benchmark job"
+        ),
+        page_size=settings.jobs_page_size,
+        max_concurrent=settings.max_concurrent_requests,
+        reconcile_interval_s=settings.reconcile_interval_seconds,
+        full_read_timeout_s=settings.full_read_timeout_seconds,
+        on_full_read=lambda reason: telemetry.job_full_reads.labels(reason).inc(),
+    )
+    telemetry.init_jobs()
+    telemetry.init_folded((AGENT_LABEL, EXCEPTION_LABEL))
+    return WithJobs(
+        sync,
+        jobs,
+        available=telemetry.set_jobs_available,
+        count_folded=telemetry.count_folded,
+        retry_s=settings.reconcile_interval_seconds,
+    )
 
 
 def http_limits(settings: Settings) -> Limits:
