@@ -420,6 +420,21 @@ def _count(total: int | None) -> str:
     return "unknown (no total_count)" if total is None else str(total)
 
 
+def _report_jobs(settings: Settings, client: RunloopClient) -> None:
+    """One line on benchmark jobs: off, not readable with this key, or how many there are."""
+    if not settings.jobs:
+        print("benchmark jobs: off (RUNLOOP_EXPORTER_JOBS=false)")
+        return
+    try:
+        page = client.list_jobs(limit=1, include_total_count=True)
+    except (AuthError, ApiError) as exc:
+        if exc.status not in (403, 404):
+            raise
+        print(f"benchmark jobs: not readable with this key ({exc.status}); run metrics are unaffected")
+        return
+    print(f"benchmark jobs: {_count(page.total_count)}")
+
+
 def _report(settings: Settings, client: RunloopClient) -> None:
     """What `check` prints about the account; raises RunloopError when a request fails."""
     first = client.list_runs(limit=CHECK_PAGE_SIZE, include_total_count=True)
@@ -455,6 +470,7 @@ def _report(settings: Settings, client: RunloopClient) -> None:
     more = " or more" if listing.has_more else ""
     print(f"benchmarks listed: {len(listing.records)}{more} (archived ones are not listed)")
 
+    _report_jobs(settings, client)
     benchmarks = settings.benchmark_filter()
     if benchmarks.is_empty:
         print("filters: none (every benchmark is exported)")

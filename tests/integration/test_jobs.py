@@ -356,3 +356,19 @@ def test_jobs_can_be_turned_off(simulator: Simulator, world: World) -> None:
     snapshot = build_sync(settings, client, Telemetry()).run()
     assert snapshot.jobs is None
     assert job_requests(simulator) == []
+
+
+def test_check_says_how_many_jobs_or_that_the_key_cannot_read_them(
+    simulator: Simulator, world: World
+) -> None:
+    seed(world, 4)
+    env = {"RUNLOOP_BASE_URL": simulator.url, "RUNLOOP_API_KEY": DEFAULT_API_KEY}
+    result = run_cli(["check"], env)
+    assert result.returncode == 0, result.stderr
+    assert "benchmark jobs: 4" in result.stdout.splitlines()
+    simulator.jobs_status = 403
+    result = run_cli(["check"], env)
+    assert result.returncode == 0, result.stderr
+    assert "benchmark jobs: not readable with this key (403); run metrics are unaffected" in result.stdout
+    result = run_cli(["check"], {**env, "RUNLOOP_EXPORTER_JOBS": "false"})
+    assert "benchmark jobs: off (RUNLOOP_EXPORTER_JOBS=false)" in result.stdout
