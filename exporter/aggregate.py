@@ -11,8 +11,12 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from exporter.models import KNOWN_STATES, RUNNING, TERMINAL_STATES, Run
+
+if TYPE_CHECKING:  # the jobs part builds on this module
+    from exporter.agents import JobsSnapshot
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -181,6 +185,7 @@ class Snapshot:
     groups: tuple[GroupView, ...]
     benchmark_names: Mapping[str, str]
     runs: int
+    jobs: JobsSnapshot | None = None  # benchmark jobs, when they are read (a separate, optional part)
 
     @property
     def benchmark_ids(self) -> frozenset[str]:

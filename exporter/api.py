@@ -39,6 +39,8 @@ RUNS_PATH = "/v1/benchmark_runs"
 RUN_PATH = "/v1/benchmark_runs/{id}"
 BENCHMARK_PATH = "/v1/benchmarks/{id}"
 BENCHMARKS_PATH = "/v1/benchmarks"
+JOBS_PATH = "/v1/benchmark_jobs"
+JOB_PATH = "/v1/benchmark_jobs/{id}"
 
 USER_AGENT = f"runloop-exporter/{__version__}"
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -48,6 +50,10 @@ MAX_PAGES = 20_000
 # The largest answer read (after decompression). A page of 5,000 runs is about 1.2 MB, some 10 MB with
 # generous metadata; an answer past this is a broken proxy or a bug, and would not fit the pod anyway.
 MAX_BODY_BYTES = 32 * 1024 * 1024
+# The largest answer read from the job endpoints. A job view over 500 scenarios and 4 agents is some
+# 400 KB, so pages of jobs are sized to stay well under this (see exporter/sync/jobs.py); a bound this
+# much lower than MAX_BODY_BYTES keeps the memory of one parsed page small.
+MAX_JOB_BODY_BYTES = 16 * 1024 * 1024
 
 
 class RunloopError(Exception):
@@ -55,7 +61,11 @@ class RunloopError(Exception):
 
 
 class AuthError(RunloopError):
-    """The API refused the key (401 or 403)."""
+    """The API refused the key (401 or 403); `status` says which."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TransientError(RunloopError):
@@ -90,7 +100,11 @@ class PaginationError(RunloopError):
 
 
 class ApiError(RunloopError):
-    """An unexpected HTTP status that retrying will not fix."""
+    """An unexpected HTTP status that retrying will not fix; `status` is that status."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class CancelledError(RunloopError):
@@ -122,6 +136,7 @@ class Page:
     records: list[Any]
     has_more: bool
     total_count: int | None
+    body_bytes: int = 0  # size of the body it came in (set for job pages, which are sized by it)
 
 
 RequestHook = Callable[[str, str], None]
@@ -180,6 +195,7 @@ class RunloopClient:
         self._not_before = 0.0  # monotonic; set by a 429's Retry-After, honoured by every caller
         self.gate = gate or RequestGate(64, 1000.0, stop=self._stop)
         self._count_lock = threading.Lock()
+        self._sizes = threading.local()  # size of the last body each thread read
         self.requests = 0  # HTTP attempts sent, for the per-sync log line and tests
         self._http = httpx.Client(
             base_url=base_url,
@@ -265,6 +281,34 @@ class RunloopClient:
             BENCHMARK_PATH, f"{BENCHMARKS_PATH}/{_quote(benchmark_id)}", None, deadline, allow_404=True
         )
 
+    def list_jobs(
+        self,
+        *,
+        limit: int,
+        starting_after: str | None = None,
+        include_total_count: bool = False,
+        deadline: float | None = None,
+    ) -> Page:
+        """One page of `GET /v1/benchmark_jobs` (no state filter exists), read under MAX_JOB_BODY_BYTES."""
+        params: dict[str, str | int] = {"limit": limit}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        params["include_total_count"] = "true" if include_total_count else "false"
+        body = self._get_json(JOBS_PATH, JOBS_PATH, params, deadline, max_bytes=MAX_JOB_BODY_BYTES)
+        page = _page(body, "jobs")
+        return Page(page.records, page.has_more, page.total_count, getattr(self._sizes, "last", 0))
+
+    def get_job(self, job_id: str, *, deadline: float | None = None) -> Any | None:
+        """`GET /v1/benchmark_jobs/{id}`: the raw job, or None when it no longer exists."""
+        return self._get_json(
+            JOB_PATH,
+            f"{JOBS_PATH}/{_quote(job_id)}",
+            None,
+            deadline,
+            allow_404=True,
+            max_bytes=MAX_JOB_BODY_BYTES,
+        )
+
     # --- transport -------------------------------------------------------------------------------
 
     def _check_time(self, cause: RunloopError | None, deadline: float | None) -> None:
@@ -304,6 +348,7 @@ class RunloopClient:
         deadline: float | None,
         *,
         allow_404: bool = False,
+        max_bytes: int = MAX_BODY_BYTES,
     ) -> Any:
         attempt = 0
         cause: TransientError | None = None  # the error being retried, if any
@@ -311,7 +356,7 @@ class RunloopClient:
             self._check_time(cause, deadline)
             self._honour_pause(deadline)
             try:
-                return self._send(endpoint, path, params, deadline, allow_404=allow_404)
+                return self._send(endpoint, path, params, deadline, allow_404=allow_404, max_bytes=max_bytes)
             except RateLimitedError as exc:
                 error: TransientError = exc
                 delay = max(exc.retry_at - time.monotonic(), 0.0)
@@ -336,10 +381,13 @@ class RunloopClient:
         deadline: float | None,
         *,
         allow_404: bool,
+        max_bytes: int,
     ) -> Any:
         try:
             with self.gate.slot(deadline):
-                return self._send_now(endpoint, path, params, deadline, allow_404=allow_404)
+                return self._send_now(
+                    endpoint, path, params, deadline, allow_404=allow_404, max_bytes=max_bytes
+                )
         except GateTimeoutError as exc:
             self._check_time(None, deadline)  # a stop or a passed deadline says so in its own words
             raise CancelledError(f"{endpoint}: {exc}") from None
@@ -352,6 +400,7 @@ class RunloopClient:
         deadline: float | None,
         *,
         allow_404: bool,
+        max_bytes: int,
     ) -> Any:
         timeout = self._timeout_s
         if deadline is not None:
@@ -366,7 +415,7 @@ class RunloopClient:
                 headers={"Authorization": f"Bearer {self._key()}"},
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             ) as response:
-                content = self._read_body(response, deadline)
+                content = self._read_body(response, deadline, max_bytes)
         except ResponseTooLargeError as exc:
             self._on_request(endpoint, "too_large")
             raise ResponseTooLargeError(f"{endpoint}: {exc}") from None
@@ -389,36 +438,35 @@ class RunloopClient:
             self._not_before = max(self._not_before, retry_at)
             raise RateLimitedError(f"{endpoint}: rate limited (429)", retry_at)
         if status in (401, 403):
-            raise AuthError(f"the API key was refused ({status} from {endpoint})")
+            raise AuthError(f"the API key was refused ({status} from {endpoint})", status)
         if status == 404 and allow_404:
             return None
         if status in _RETRY_STATUSES:
             raise TransientError(f"{endpoint}: HTTP {status}", _bounded(parse_retry_after(response.headers)))
         if status != 200:
-            raise ApiError(f"{endpoint}: unexpected HTTP {status}")
+            raise ApiError(f"{endpoint}: unexpected HTTP {status}", status)
+        self._sizes.last = len(content)
         try:
             return json.loads(content)
         except (ValueError, UnicodeDecodeError):
             raise BadResponseError(f"{endpoint}: the body is not valid JSON") from None
 
-    def _read_body(self, response: httpx.Response, deadline: float | None) -> bytes:
+    def _read_body(self, response: httpx.Response, deadline: float | None, max_bytes: int) -> bytes:
         """The body, checked against the deadline chunk by chunk.
 
         httpx's timeout applies to each read, so a server that sends a byte now and then would
-        otherwise hold a sync far past its deadline. A body larger than MAX_BODY_BYTES (as declared,
+        otherwise hold a sync far past its deadline. A body larger than `max_bytes` (as declared,
         or as counted after decompression, so a gzip bomb too) is refused without reading the rest.
         """
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise ResponseTooLargeError(f"the answer is {declared} bytes, more than {MAX_BODY_BYTES}")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise ResponseTooLargeError(f"the answer is {declared} bytes, more than {max_bytes}")
         chunks = []
         size = 0
         for chunk in response.iter_bytes():
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise ResponseTooLargeError(
-                    f"the answer is larger than {MAX_BODY_BYTES} bytes; not read further"
-                )
+            if size > max_bytes:
+                raise ResponseTooLargeError(f"the answer is larger than {max_bytes} bytes; not read further")
             chunks.append(chunk)
             if deadline is not None and time.monotonic() >= deadline:
                 raise httpx.ReadTimeout(

@@ -24,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 
 from exporter import __version__
+from exporter.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps
 from exporter.aggregate import Snapshot
 from exporter.api import (
     ApiError,
@@ -48,6 +49,7 @@ from exporter.server import Limits, MetricsServer, State
 from exporter.settings import Settings, SettingsError, describe, load_invocation
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Latency, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync, SyncConfig
+from exporter.sync.jobs import JobsSync, WithJobs
 from exporter.telemetry import Telemetry
 from exporter.webconfig import WebConfigError, load_web_config
 
@@ -175,7 +177,39 @@ def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) 
     if labels.names:
         telemetry.init_folded(labels.names)
         sync = FoldCounting(sync, labels.names, telemetry.count_folded)
+    if settings.jobs:
+        sync = _with_jobs(settings, client, telemetry, sync, names)
     return sync
+
+
+def _with_jobs(
+    settings: Settings, client: RunloopClient, telemetry: Telemetry, sync: Sync, names: BenchmarkNames
+) -> Sync:
+    """The run sync followed by the benchmark-jobs sync, whose failures never fail the runs."""
+    benchmarks = settings.benchmark_filter()
+    jobs = JobsSync(
+        client,
+        score_buckets=settings.score_buckets,
+        caps=AgentCaps(settings.agent_model_max_values, settings.exception_type_max_values),
+        admits=lambda benchmark_id: benchmarks.admits(benchmark_id, names.name_of),
+        invalid=InvalidRecords(
+            lambda reason: telemetry.invalid_records.labels(reason).inc(), kind="benchmark job"
+        ),
+        page_size=settings.jobs_page_size,
+        max_concurrent=settings.max_concurrent_requests,
+        reconcile_interval_s=settings.reconcile_interval_seconds,
+        full_read_timeout_s=settings.full_read_timeout_seconds,
+        on_full_read=lambda reason: telemetry.job_full_reads.labels(reason).inc(),
+    )
+    telemetry.init_jobs()
+    telemetry.init_folded((AGENT_LABEL, EXCEPTION_LABEL))
+    return WithJobs(
+        sync,
+        jobs,
+        available=telemetry.set_jobs_available,
+        count_folded=telemetry.count_folded,
+        retry_s=settings.reconcile_interval_seconds,
+    )
 
 
 def http_limits(settings: Settings) -> Limits:
@@ -386,6 +420,21 @@ def _count(total: int | None) -> str:
     return "unknown (no total_count)" if total is None else str(total)
 
 
+def _report_jobs(settings: Settings, client: RunloopClient) -> None:
+    """One line on benchmark jobs: off, not readable with this key, or how many there are."""
+    if not settings.jobs:
+        print("benchmark jobs: off (RUNLOOP_EXPORTER_JOBS=false)")
+        return
+    try:
+        page = client.list_jobs(limit=1, include_total_count=True)
+    except (AuthError, ApiError) as exc:
+        if exc.status not in (403, 404):
+            raise
+        print(f"benchmark jobs: not readable with this key ({exc.status}); run metrics are unaffected")
+        return
+    print(f"benchmark jobs: {_count(page.total_count)}")
+
+
 def _report(settings: Settings, client: RunloopClient) -> None:
     """What `check` prints about the account; raises RunloopError when a request fails."""
     first = client.list_runs(limit=CHECK_PAGE_SIZE, include_total_count=True)
@@ -421,6 +470,7 @@ def _report(settings: Settings, client: RunloopClient) -> None:
     more = " or more" if listing.has_more else ""
     print(f"benchmarks listed: {len(listing.records)}{more} (archived ones are not listed)")
 
+    _report_jobs(settings, client)
     benchmarks = settings.benchmark_filter()
     if benchmarks.is_empty:
         print("filters: none (every benchmark is exported)")

@@ -12,6 +12,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from exporter.agents import AgentView, JobsSnapshot
 from exporter.aggregate import GroupView, HistogramView, Snapshot
 
 PREFIX = "runloop_benchmark"
@@ -78,6 +79,73 @@ class SnapshotCollector(Collector):
         for benchmark_id, name in sorted(self._snapshot.benchmark_names.items()):
             info.add_sample(f"{PREFIX}_info", {"benchmark_id": benchmark_id, "benchmark_name": name}, 1)
         yield from (runs, durations, scores, last_score, last_time, oldest, info)
+        if self._snapshot.jobs is not None:
+            yield from _job_families(self._snapshot.jobs)
+
+
+def _agent_labels(group: AgentView) -> dict[str, str]:
+    key = group.key
+    labels = {} if key.benchmark_id is None else {"benchmark_id": key.benchmark_id}
+    if key.agent_name is not None:
+        labels["agent_name"] = key.agent_name
+    if key.model_name is not None:
+        labels["model_name"] = key.model_name
+    return labels
+
+
+def _job_families(jobs: JobsSnapshot) -> Iterator[Metric]:
+    """The benchmark-job families: jobs per state, and per agent and model on each benchmark."""
+    states = Metric("runloop_benchmark_jobs", "Benchmark jobs per state, as Runloop lists them now.", "gauge")
+    for state, count in jobs.states.items():
+        states.add_sample(states.name, {"state": state}, count)
+    runs = Metric(
+        "runloop_agent_benchmark_runs",
+        "Benchmark runs of jobs with an outcome, per agent and model (one per outcome).",
+        "gauge",
+    )
+    in_progress = Metric(
+        "runloop_agent_benchmark_runs_in_progress",
+        "Runs of jobs still running, per agent and model.",
+        "gauge",
+    )
+    score = Metric(
+        "runloop_agent_benchmark_run_score",
+        "Average score (0..1) of each outcome that has one, per agent and model.",
+        "histogram",
+    )
+    scenarios = Metric(
+        "runloop_agent_scenarios",
+        "Scenarios of job outcomes that completed, failed or timed out, per agent and model.",
+        "gauge",
+    )
+    failures = Metric(
+        "runloop_agent_scenario_failures",
+        "Failed or timed-out scenarios with a failure reason, by exception type, per agent and model.",
+        "gauge",
+    )
+    last_score = Metric(
+        "runloop_agent_last_benchmark_run_score",
+        "Average score of the newest outcome with one (by its job's creation time), per agent and model.",
+        "gauge",
+    )
+    last_time = Metric(
+        "runloop_agent_last_benchmark_run_timestamp_seconds",
+        "Creation time of the job of that newest scored outcome.",
+        "gauge",
+    )
+    for group in jobs.groups:
+        labels = _agent_labels(group)
+        runs.add_sample(runs.name, labels, group.runs)
+        in_progress.add_sample(in_progress.name, labels, group.in_progress)
+        _add_histogram(score, score.name, labels, group.scores)
+        for state, count in group.scenarios.items():
+            scenarios.add_sample(scenarios.name, {**labels, "state": state}, count)
+        for kind, count in group.failures.items():
+            failures.add_sample(failures.name, {**labels, "exception_type": kind}, count)
+        if group.last_score is not None and group.last_time_s is not None:
+            last_score.add_sample(last_score.name, labels, group.last_score)
+            last_time.add_sample(last_time.name, labels, group.last_time_s)
+    yield from (states, runs, in_progress, score, scenarios, failures, last_score, last_time)
 
 
 def snapshot_registry(snapshot: Snapshot) -> CollectorRegistry:

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     metadata_labels: Annotated[tuple[str, ...], NoDecode] = ()
     metadata_label_max_values: Annotated[int, Field(ge=1, le=10000)] = 20
     purpose_label: bool = False
+    jobs: bool = True
+    jobs_page_size: Annotated[int, Field(ge=1, le=5000)] = 100
+    agent_model_max_values: Annotated[int, Field(ge=1, le=10000)] = 50
+    exception_type_max_values: Annotated[int, Field(ge=1, le=10000)] = 50
     demo: bool = False
 
     # The validators raise ValueError with what is wrong in the value, or with nothing when accepts()
@@ -304,6 +308,22 @@ OPTIONS: tuple[_Option, ...] = (
         metavar="N",
     ),
     _opt("purpose_label", "true to export each run's purpose as a label (default false)", metavar="BOOL"),
+    _opt("jobs", "false to leave benchmark jobs (agents and models) out (default true)", metavar="BOOL"),
+    _opt(
+        "jobs_page_size",
+        "benchmark jobs per API page at most, 1..5000; pages are also kept near 4 MB (default 100)",
+        metavar="N",
+    ),
+    _opt(
+        "agent_model_max_values",
+        "distinct (agent_name, model_name) pairs kept per benchmark; the rest become __other__ (default 50)",
+        metavar="N",
+    ),
+    _opt(
+        "exception_type_max_values",
+        "distinct exception_type values kept; the rest become __other__ (default 50)",
+        metavar="N",
+    ),
 )
 _BY_FIELD = {option.field: option for option in OPTIONS}
 _BY_ENV = {option.env: option for option in OPTIONS}

@@ -39,6 +39,8 @@ from types import TracebackType
 from typing import Final, Literal, NotRequired, Self, TypedDict, cast, get_args
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from exporter.simjobs import ApiError, JobStore
+
 __all__ = [
     "DEFAULT_API_KEY",
     "MAX_LIMIT",
@@ -121,15 +123,6 @@ class _Interner:
         self.json.append(_dumps(value))
         self.codes[value] = new
         return new
-
-
-class ApiError(Exception):
-    """A request the API refuses: becomes an HTTP status with ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 _EMPTY: Final[array[int]] = array("q")  # shared, never mutated
@@ -256,6 +249,7 @@ class World:
         self._benchmarks: dict[str, tuple[str, str]] = {}
         self._cache: dict[tuple[object, ...], array[int]] = {}
         self._cache_version = -1
+        self.jobs = JobStore(self, lambda: self._order, seed)  # benchmark jobs, whose runs live here
 
     # ------------------------------------------------------------------ benchmarks
 
@@ -370,6 +364,11 @@ class World:
             own_id = self._id_override.pop(slot, None)
             if own_id is not None and self._custom_ids.get(own_id) == slot:
                 del self._custom_ids[own_id]
+            self._version += 1
+
+    def touch(self) -> None:
+        """Note a change made from outside (the job store), so cached listings are rebuilt."""
+        with self._lock:
             self._version += 1
 
     def set_order(self, order: Order) -> None:
@@ -1178,6 +1177,7 @@ class Simulator:
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests answered at once: what concurrency the client used
         self.errors: list[str] = []
+        self.jobs_status: int | None = None  # 403 or 404: answer the job endpoints so (no beta access)
         self._host = host
         self._port = port
         self._lock = threading.Lock()
@@ -1274,7 +1274,9 @@ class Simulator:
             route = "list_runs"
         elif path == "/v1/benchmarks":
             route = "list_benchmarks"
-        elif len(parts) == 4 and parts[3] and parts[2] in ("benchmark_runs", "benchmarks"):
+        elif path == "/v1/benchmark_jobs":
+            route = "list_jobs"
+        elif len(parts) == 4 and parts[3] and parts[2] in ("benchmark_runs", "benchmarks", "benchmark_jobs"):
             route = parts[2]
         if route is None:
             return _error(404, f"no such path: {path}")
@@ -1285,16 +1287,21 @@ class Simulator:
                 return 200, self._list_runs(query), {}
             if route == "list_benchmarks":
                 return 200, self._list_benchmarks(query), {}
+            if self.jobs_status is not None and route in ("list_jobs", "benchmark_jobs"):
+                return _error(self.jobs_status, "benchmark jobs are not available to this account")
+            if route == "list_jobs":
+                return 200, self._list_jobs(query), {}
             item_id = unquote(parts[3])
-            found = (
-                self.world.benchmark_json(item_id)
-                if route == "benchmarks"
-                else (self.world.run_json(item_id) or "").encode()
-            )
+            if route == "benchmark_jobs":
+                found = self.world.jobs.get(item_id)
+            elif route == "benchmarks":
+                found = self.world.benchmark_json(item_id)
+            else:
+                found = (self.world.run_json(item_id) or "").encode()
         except ApiError as exc:
             return _error(exc.status, exc.message)
         if not found:
-            kind = "benchmark" if route == "benchmarks" else "benchmark run"
+            kind = {"benchmarks": "benchmark", "benchmark_jobs": "benchmark job"}.get(route, "benchmark run")
             return _error(404, f"no {kind} with id {item_id!r}")
         return 200, found, {}
 
@@ -1316,6 +1323,18 @@ class Simulator:
             total = len(page.runs_json) if faults.total_count == "page" else None
             page = RunsPage(page.runs_json, page.has_more, total)
         return page.body()
+
+    def _list_jobs(self, query: dict[str, str]) -> bytes:
+        body = self.world.jobs.list_page(
+            limit=_parse_limit(query),
+            starting_after=_param(query, "starting_after"),
+            include_total_count=_parse_bool(query, "include_total_count", True),
+        )
+        if self.faults.total_count == "exact":
+            return body
+        data = json.loads(body)
+        data["total_count"] = len(data["jobs"]) if self.faults.total_count == "page" else None
+        return _dumps(data).encode()
 
     def _list_benchmarks(self, query: dict[str, str]) -> bytes:
         faults = self.faults
@@ -1349,6 +1368,15 @@ _DEMO_BENCHMARKS: Final = (
     _DemoBenchmark("bmd_1pQz7Lk3SweLte", "swe-bench-lite-2024", 0.47, "archived"),  # history only
 )
 _DEMO_AGENTS: Final = ("baseline", "planner-v2", "reflexion")
+# Agent configs of the demo's benchmark jobs, with how far each scores from its benchmark's mean.
+_DEMO_AGENT_CONFIGS: Final = (
+    (("claude-code", "claude-opus-4"), 0.18),
+    (("claude-code", "claude-sonnet-4"), 0.10),
+    (("openhands", "gpt-5"), 0.04),
+    (("swe-agent", "gpt-4.1"), -0.08),
+    (("aider", None), -0.16),
+)
+_DEMO_JOB_SCENARIOS: Final = 20
 _DEMO_TRIGGERS: Final = ("nightly", "ci", "manual")
 _MINUTE_MS: Final = 60_000
 _HOUR_MS: Final = 60 * _MINUTE_MS
@@ -1395,6 +1423,8 @@ class DemoDriver:
         self._counter = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._jobs_rng = random.Random(seed + 7)  # noqa: S311 - its own stream: runs stay as they were
+        self._live_jobs: dict[str, int] = {}  # job id -> when it ends (ms)
         for bench in _DEMO_BENCHMARKS:
             world.add_benchmark(bench.id, bench.name, bench.status)
 
@@ -1419,7 +1449,33 @@ class DemoDriver:
             for _ in range(5):
                 start = now_ms - rng.randint(0, 20 * _MINUTE_MS)
                 self._start_run(start, max(now_ms + 30_000, start + rng.randint(5, 60) * _MINUTE_MS))
+            jobs_rng = self._jobs_rng
+            for created in sorted(
+                jobs_rng.randint(now_ms - 3 * _DAY_MS, now_ms - _HOUR_MS) for _ in range(48)
+            ):
+                draw = jobs_rng.random()
+                state = "failed" if draw < 0.06 else "timeout" if draw < 0.1 else "completed"
+                self._add_job(created, state)
+            self._add_job(now_ms - 5 * _MINUTE_MS, "running", ends_ms=now_ms + 2 * _MINUTE_MS)
             self._last_tick_ms = now_ms
+
+    def _add_job(self, created_ms: int, state: str, ends_ms: int | None = None) -> None:
+        """A benchmark job of two to four agent configs on an active benchmark."""
+        rng = self._jobs_rng
+        bench = rng.choice([b for b in _DEMO_BENCHMARKS if b.status == "active"])
+        configs = rng.sample(_DEMO_AGENT_CONFIGS, rng.randint(2, 4))
+        job_id = self.world.jobs.add(
+            benchmark_id=bench.id,
+            agents=[agent for agent, _ in configs],
+            levels=[min(0.97, max(0.03, bench.mean_score + offset)) for _, offset in configs],
+            create_ms=created_ms,
+            state=state,
+            n_scenarios=_DEMO_JOB_SCENARIOS,
+            name=f"{bench.name}-agents-{created_ms}",
+            seed=rng.getrandbits(31),
+        )
+        if ends_ms is not None:
+            self._live_jobs[job_id] = ends_ms
 
     def tick(self, now_ms: int) -> None:
         """One step: runs whose time is up end; new runs start at random times since the last tick."""
@@ -1445,6 +1501,15 @@ class DemoDriver:
                 start = int(clock)
                 duration = int(math.exp(rng.uniform(math.log(20_000), math.log(8 * _MINUTE_MS))))
                 self._start_run(start, start + duration)
+            for job_id, ends_ms in sorted(self._live_jobs.items(), key=lambda item: item[1]):
+                if ends_ms <= now_ms:
+                    del self._live_jobs[job_id]
+                    with contextlib.suppress(KeyError):
+                        self.world.jobs.finish(
+                            job_id, "timeout" if self._jobs_rng.random() < 0.1 else "completed"
+                        )
+            if not self._live_jobs and self._jobs_rng.random() < 0.05 * (now_ms - last) / 2_000:
+                self._add_job(now_ms, "running", ends_ms=now_ms + self._jobs_rng.randint(1, 5) * _MINUTE_MS)
             self._last_tick_ms = max(now_ms, last)
 
     def running(self) -> list[str]:

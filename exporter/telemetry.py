@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.metrics import disable_created_metrics
 
 from exporter import __version__
-from exporter.api import BENCHMARK_PATH, BENCHMARKS_PATH, RUN_PATH, RUNS_PATH
+from exporter.api import BENCHMARK_PATH, BENCHMARKS_PATH, JOB_PATH, JOBS_PATH, RUN_PATH, RUNS_PATH
+from exporter.jobs import JOB_INVALID_REASONS
 from exporter.models import INVALID_REASONS
 from exporter.server import CLOSE_REASONS
 
@@ -98,6 +99,18 @@ class Telemetry:
         self.http_connections = Gauge(
             "runloop_exporter_http_connections", "Client connections open on the HTTP server now.", registry=r
         )
+        self.jobs_available = Gauge(
+            "runloop_exporter_jobs_available",
+            "1 when the last sync of benchmark jobs succeeded, 0 when jobs cannot be read (the key may "
+            "lack access to them) or their sync failed; run metrics do not depend on it.",
+            registry=r,
+        )
+        self.job_full_reads = Counter(
+            "runloop_exporter_job_full_reads",
+            "Full reads of the benchmark-job listing, by reason: backfill, scheduled, probe_mismatch.",
+            ["reason"],
+            registry=r,
+        )
         self.sync_runs = Gauge(
             "runloop_exporter_runs", "Runs known after the last successful sync.", registry=r
         )
@@ -114,6 +127,20 @@ class Telemetry:
             self.invalid_records.labels(reason)
         for endpoint in (RUNS_PATH, RUN_PATH, BENCHMARK_PATH, BENCHMARKS_PATH):
             self.api_requests.labels(endpoint, "200")
+
+    def init_jobs(self) -> None:
+        """Show the job series of the exporter at their start values (only when jobs are read)."""
+        self.jobs_available.set(0)
+        for reason in JOB_INVALID_REASONS:
+            self.invalid_records.labels(reason)
+        for reason in ("backfill", "scheduled", "probe_mismatch"):
+            self.job_full_reads.labels(reason)
+        for endpoint in (JOBS_PATH, JOB_PATH):
+            self.api_requests.labels(endpoint, "200")
+
+    def set_jobs_available(self, available: bool) -> None:
+        """Hook for the jobs part: whether the last jobs sync succeeded."""
+        self.jobs_available.set(1 if available else 0)
 
     def init_folded(self, labels: Iterable[str]) -> None:
         """Show the folded-runs counter at 0 for every label that can fold."""

@@ -1,4 +1,4 @@
-"""Per-run lookups, `GET /v1/benchmark_runs/{id}`, a few at a time.
+"""Per-record lookups, `GET /v1/benchmark_runs/{id}` (or jobs by id), a few at a time.
 
 At 50 to 150 ms a request, lookups one after another cannot keep up with a busy account; run
 concurrently (at most `workers` at once, and the client's gate caps the whole process) they can. The
@@ -8,7 +8,7 @@ caller gets each answer as it arrives, in its own thread, so what it records nee
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any
@@ -20,10 +20,17 @@ from exporter.sync.planner import Costs
 class Lookups:
     """Fetches runs by id concurrently and measures what each request costs."""
 
-    def __init__(self, client: RunloopClient, workers: int, costs: Costs) -> None:
+    def __init__(
+        self,
+        client: RunloopClient,
+        workers: int,
+        costs: Costs,
+        get: Callable[[str, float | None], Any | None] | None = None,
+    ) -> None:
         self._client = client
         self._workers = workers
         self._costs = costs
+        self._get_one = get or (lambda run_id, deadline: client.get_run(run_id, deadline=deadline))
 
     def fetch(self, run_ids: list[str], deadline: float | None) -> Iterator[tuple[str, Any | None]]:
         """(id, raw record or None when gone) as answers arrive; ids not answered are left out.
@@ -61,7 +68,7 @@ class Lookups:
 
     def _get(self, run_id: str, deadline: float | None) -> Any | None:
         started = time.monotonic()
-        record = self._client.get_run(run_id, deadline=deadline)
+        record = self._get_one(run_id, deadline)
         self._costs.small(time.monotonic() - started)
         return record
 

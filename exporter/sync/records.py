@@ -14,8 +14,11 @@ log = structlog.get_logger("exporter.sync")
 class InvalidRecords:
     """Counts and logs each invalid record once, however many syncs see it again."""
 
-    def __init__(self, count: Callable[[str], None], max_remembered: int = 100_000) -> None:
+    def __init__(
+        self, count: Callable[[str], None], max_remembered: int = 100_000, *, kind: str = "run"
+    ) -> None:
         self._count = count
+        self._kind = kind  # what the records are, for the log line: "run" or "benchmark job"
         self._seen: set[tuple[str, str]] = set()
         self._max = max_remembered
 
@@ -29,9 +32,9 @@ class InvalidRecords:
         self._seen.add(key)
         self._count(invalid.reason)
         log.warning(
-            "skipped an invalid run record",
+            f"skipped an invalid {self._kind} record",
             reason=invalid.reason,
-            run_id=invalid.run_id,
+            **{"run_id" if self._kind == "run" else "job_id": invalid.run_id},
             detail=invalid.detail,
         )
 

@@ -32,6 +32,7 @@ HISTOGRAMS = {
     "runloop_benchmark_run_duration_seconds",
     "runloop_benchmark_run_score",
     "runloop_exporter_sync_duration_seconds",
+    "runloop_agent_benchmark_run_score",
 }
 SIMPLE = {
     "runloop_benchmark_runs",
@@ -47,6 +48,14 @@ SIMPLE = {
     "runloop_exporter_build_info",
     "runloop_exporter_rate_limited_total",
     "runloop_exporter_runs",
+    "runloop_benchmark_jobs",
+    "runloop_agent_benchmark_runs",
+    "runloop_agent_benchmark_runs_in_progress",
+    "runloop_agent_scenarios",
+    "runloop_agent_scenario_failures",
+    "runloop_agent_last_benchmark_run_score",
+    "runloop_agent_last_benchmark_run_timestamp_seconds",
+    "runloop_exporter_jobs_available",
 }
 CONTRACT = SIMPLE | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
 

@@ -266,6 +266,22 @@ def test_settings_reach_the_environment(helm: Helm) -> None:
     assert pod["spec"]["serviceAccountName"] == values["serviceAccount"]["name"]
 
 
+def test_jobs_settings_reach_the_environment(helm: Helm) -> None:
+    config = load_yaml(ci_values("jobs"))["config"]
+    env = env_of(helm.render(ci_values("jobs")))
+    assert env["RUNLOOP_EXPORTER_JOBS"] == "false"
+    assert env["RUNLOOP_EXPORTER_JOBS_PAGE_SIZE"] == str(config["jobsPageSize"])
+    assert env["RUNLOOP_EXPORTER_AGENT_MODEL_MAX_VALUES"] == str(config["agentModelMaxValues"])
+    assert env["RUNLOOP_EXPORTER_EXCEPTION_TYPE_MAX_VALUES"] == str(config["exceptionTypeMaxValues"])
+    defaults = env_of(helm.render(ci_values("default")))
+    assert defaults["RUNLOOP_EXPORTER_JOBS"] == "true"
+    assert not {
+        "RUNLOOP_EXPORTER_JOBS_PAGE_SIZE",
+        "RUNLOOP_EXPORTER_AGENT_MODEL_MAX_VALUES",
+        "RUNLOOP_EXPORTER_EXCEPTION_TYPE_MAX_VALUES",
+    } & set(defaults)
+
+
 def test_one_replica_only(helm: Helm) -> None:
     assert helm.render(ci_values("default")).one("Deployment")["spec"]["replicas"] == 1
 

@@ -87,5 +87,9 @@ def expected_samples(
 
 
 def benchmark_part(samples: Samples) -> Samples:
-    """Only the benchmark-run series of a scrape (not the exporter's own)."""
-    return {key: value for key, value in samples.items() if key[0].startswith("runloop_benchmark_")}
+    """Only the benchmark-run series of a scrape (not the exporter's own, nor the benchmark jobs')."""
+    return {
+        key: value
+        for key, value in samples.items()
+        if key[0].startswith("runloop_benchmark_") and key[0] != "runloop_benchmark_jobs"
+    }

@@ -427,6 +427,7 @@ def test_check_reports_what_it_found(world: World, simulator: Simulator) -> None
         f"first page: {len(runs)} runs of {len(benchmarks)} benchmarks ({without} without a benchmark); states: "
         + ", ".join(f"{s}={n}" for s, n in sorted(states.items())),
         f"benchmarks listed: {len(FILTER_NAMES)} (archived ones are not listed)",
+        "benchmark jobs: 0",
         f"included bmd_alpha: {len(only(runs, ['bmd_alpha']))} runs; named 'eval-alpha'",
         "included bmd_nope: 0 runs; Runloop knows no benchmark by this id (check it)",
         f"filters: {len(only(runs, ['bmd_alpha']))} of the {len(runs)} valid runs of the first page pass",

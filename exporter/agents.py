@@ -1,0 +1,210 @@
+"""Benchmark jobs in, per-agent-and-model figures out (the `runloop_agent_*` and `runloop_benchmark_jobs`
+series).
+
+Like runs, jobs that ended never change: their outcomes are folded into add-only `JobsTotals` keyed by
+(benchmark, agent, model) and forgotten. Live jobs are kept whole (they are few and already reduced by
+`exporter.jobs`), and `build_jobs_snapshot` adds them to a copy of the totals, so a live job is counted
+once whatever it becomes. Labels are decided once per value by `AgentCaps` (first come, `__other__`
+beyond the cap), so totals never have to be regrouped.
+
+The latest score of an agent and model is the one of the outcome whose job was created last; outcomes of
+jobs created in the same millisecond are ordered by job id, then benchmark-run id (the largest wins), so
+the result does not depend on the order the listing gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from exporter.aggregate import SCORE_SCALE, Histogram, HistogramView
+from exporter.jobs import JOB_STATES, SCENARIO_STATES, Job
+from exporter.labels import OTHER
+
+AGENT_LABEL = "agent_name"
+EXCEPTION_LABEL = "exception_type"
+DEFAULT_MAX_AGENT_PAIRS = 50
+DEFAULT_MAX_EXCEPTION_TYPES = 50
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AgentKey:
+    """What one set of agent series is about; None leaves that label out."""
+
+    benchmark_id: str | None
+    agent_name: str | None
+    model_name: str | None
+
+
+class AgentCaps:
+    """Caps on label values: (agent, model) pairs per benchmark, and exception types overall.
+
+    Values are admitted first come and never change for the life of the process, so totals keyed by
+    them stay right across syncs and full reads; later values become `__other__`.
+    """
+
+    def __init__(
+        self, max_pairs: int = DEFAULT_MAX_AGENT_PAIRS, max_types: int = DEFAULT_MAX_EXCEPTION_TYPES
+    ):
+        self._max_pairs = max_pairs
+        self._max_types = max_types
+        self._pairs: dict[str | None, set[tuple[str, str | None]]] = {}
+        self._types: set[str] = set()
+
+    def key(self, benchmark_id: str | None, agent: str | None, model: str | None) -> AgentKey:
+        """The labels of an agent config of a benchmark; None agent means none was given."""
+        if agent is None:
+            return AgentKey(benchmark_id, None, None)
+        admitted = self._pairs.setdefault(benchmark_id, set())
+        pair = (agent, model)
+        if pair in admitted:
+            return AgentKey(benchmark_id, agent, model)
+        if OTHER in (agent, model) or len(admitted) >= self._max_pairs:
+            return AgentKey(benchmark_id, OTHER, OTHER)
+        admitted.add(pair)
+        return AgentKey(benchmark_id, agent, model)
+
+    def exception_type(self, kind: str) -> str:
+        """The label value of an exception type."""
+        if kind in self._types:
+            return kind
+        if kind == OTHER or len(self._types) >= self._max_types:
+            return OTHER
+        self._types.add(kind)
+        return kind
+
+
+@dataclass(slots=True)
+class AgentTotals:
+    """Add-only figures of one agent and model on one benchmark."""
+
+    scores: Histogram
+    runs: int = 0
+    in_progress: int = 0
+    scenarios: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SCENARIO_STATES, 0))
+    failures: dict[str, int] = field(default_factory=dict)
+    last: tuple[int, str, str] | None = None  # (create_time_ms, job id, run id) of the latest score
+    last_score: float | None = None
+
+    def copy(self) -> AgentTotals:
+        """An independent copy (snapshots add live jobs to copies, never to the totals)."""
+        scores = Histogram(self.scores.bounds, self.scores.scale, list(self.scores.counts))
+        scores.total_units = self.scores.total_units
+        return AgentTotals(
+            scores,
+            self.runs,
+            self.in_progress,
+            dict(self.scenarios),
+            dict(self.failures),
+            self.last,
+            self.last_score,
+        )
+
+
+class JobsTotals:
+    """Figures over jobs, per agent key and per job state; add-only."""
+
+    def __init__(self, score_buckets: tuple[float, ...]) -> None:
+        self.score_buckets = score_buckets
+        self.states: dict[str, int] = {}
+        self.groups: dict[AgentKey, AgentTotals] = {}
+        self.jobs = 0
+
+    def group(self, key: AgentKey) -> AgentTotals:
+        """The totals of one key, created empty on first use."""
+        totals = self.groups.get(key)
+        if totals is None:
+            totals = AgentTotals(Histogram(self.score_buckets, SCORE_SCALE))
+            self.groups[key] = totals
+        return totals
+
+    def add(self, job: Job, caps: AgentCaps) -> None:
+        """Count one job: its state, each outcome once, each run still running."""
+        self.jobs += 1
+        self.states[job.state] = self.states.get(job.state, 0) + 1
+        for outcome in job.outcomes:
+            totals = self.group(caps.key(job.benchmark_id, outcome.agent_name, outcome.model_name))
+            totals.runs += 1
+            totals.scenarios["completed"] += outcome.n_completed
+            totals.scenarios["failed"] += outcome.n_failed
+            totals.scenarios["timeout"] += outcome.n_timeout
+            for kind, count in outcome.failures:
+                label = caps.exception_type(kind)
+                totals.failures[label] = totals.failures.get(label, 0) + count
+            if outcome.average_score is None:
+                continue
+            totals.scores.observe(outcome.average_score)
+            order = (job.create_time_ms, job.id, outcome.run_id)
+            if totals.last is None or order > totals.last:
+                totals.last, totals.last_score = order, outcome.average_score
+        if job.is_terminal:
+            return  # runs still listed as running by an ended job are not in progress any more
+        for agent, model in job.in_progress:
+            self.group(caps.key(job.benchmark_id, agent, model)).in_progress += 1
+
+    def copy(self) -> JobsTotals:
+        """An independent copy."""
+        out = JobsTotals(self.score_buckets)
+        out.states = dict(self.states)
+        out.groups = {key: totals.copy() for key, totals in self.groups.items()}
+        out.jobs = self.jobs
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    """Everything exported for one agent key, frozen."""
+
+    key: AgentKey
+    runs: int
+    in_progress: int
+    scenarios: Mapping[str, int]
+    scores: HistogramView
+    failures: Mapping[str, int]
+    last_score: float | None
+    last_time_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobsSnapshot:
+    """What /metrics shows of benchmark jobs between two syncs; never modified."""
+
+    states: Mapping[str, int]
+    groups: tuple[AgentView, ...]
+    jobs: int
+
+    def folded(self) -> dict[str, int]:
+        """Benchmark runs under an `__other__` agent, and scenario failures under an `__other__` type."""
+        runs = sum(g.runs + g.in_progress for g in self.groups if g.key.agent_name == OTHER)
+        failures = sum(g.failures.get(OTHER, 0) for g in self.groups)
+        return {AGENT_LABEL: runs, EXCEPTION_LABEL: failures}
+
+
+def build_jobs_snapshot(totals: JobsTotals, live: Iterable[Job], caps: AgentCaps) -> JobsSnapshot:
+    """Freeze the totals of ended jobs and the live jobs into one snapshot."""
+    merged = totals.copy()
+    for job in live:
+        merged.add(job, caps)
+    states = dict.fromkeys(JOB_STATES, 0)
+    for state, count in merged.states.items():
+        states[state] = states.get(state, 0) + count
+    views = []
+    for key in sorted(merged.groups, key=_sort_key):
+        group = merged.groups[key]
+        views.append(
+            AgentView(
+                key=key,
+                runs=group.runs,
+                in_progress=group.in_progress,
+                scenarios=dict(group.scenarios),
+                scores=group.scores.freeze(),
+                failures=dict(sorted(group.failures.items())),
+                last_score=group.last_score,
+                last_time_s=None if group.last is None else group.last[0] / 1000,
+            )
+        )
+    return JobsSnapshot(states=states, groups=tuple(views), jobs=merged.jobs)
+
+
+def _sort_key(key: AgentKey) -> tuple[str, str, str]:
+    return (key.benchmark_id or "", key.agent_name or "", key.model_name or "")

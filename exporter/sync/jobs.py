@@ -1,0 +1,465 @@
+"""The sync of benchmark jobs: a separate part beside the runs, whose failures never fail the run sync.
+
+Cost discipline as for runs. A job that ended (`completed`, `failed`, `cancelled`, `timeout`) never
+changes, so it is folded into add-only totals and forgotten; only live jobs are kept (reduced to their
+outcome counts) and read again, by id. Each sync asks for the first job with `total_count` (one
+request); when the first job changed it reads down from the top to the one that was first before (new
+jobs, newest first), and when the count still does not add up, on from the last job it knows (where new
+jobs land if the listing is oldest first). Anything that still does not add up is healed by a full read,
+as is drift no probe sees, at the reconcile interval. So a sync where nothing changed costs 1 request,
+plus one `GET /v1/benchmark_jobs/{id}` per live job (concurrent), whatever the history.
+
+Job views are heavy (hundreds of kilobytes with their scenario outcomes), so pages are sized by bytes:
+the limit of the next page is chosen from the bytes per job of the last one to stay near
+`TARGET_PAGE_BYTES`, a body past the client's MAX_JOB_BODY_BYTES is refused and the page asked again
+with half the limit, and each page is reduced to counts before the next is read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from exporter.agents import (
+    AGENT_LABEL,
+    EXCEPTION_LABEL,
+    AgentCaps,
+    JobsSnapshot,
+    JobsTotals,
+    build_jobs_snapshot,
+)
+from exporter.aggregate import Snapshot
+from exporter.api import (
+    ApiError,
+    AuthError,
+    Page,
+    PaginationError,
+    ResponseTooLargeError,
+    RunloopClient,
+    RunloopError,
+    ShutdownError,
+    record_id,
+)
+from exporter.idset import IdSet
+from exporter.jobs import Job, parse_job
+from exporter.models import Invalid
+from exporter.sync.lookups import Lookups
+from exporter.sync.planner import Costs
+from exporter.sync.records import InvalidRecords
+
+if TYPE_CHECKING:
+    from exporter.sync.engine import Sync
+
+log = structlog.get_logger("exporter.sync.jobs")
+
+TARGET_PAGE_BYTES = 4 * 1024 * 1024
+"""Bytes a page of jobs should weigh: a few MB parse into some tens of MB of objects, briefly."""
+FIRST_LIMIT = 10
+"""Jobs asked in the first page of a read, before their weight is known."""
+MAX_JOB_PAGES = 200_000
+
+
+Admits = Callable[[str | None], bool]
+"""Whether jobs of a benchmark (None: a job with no benchmark) are exported."""
+
+
+@dataclass
+class JobsLedger:
+    """Everything the jobs sync holds between syncs: totals of ended jobs, and the live jobs."""
+
+    totals: JobsTotals
+    live: dict[str, Job] = field(default_factory=dict)
+    head: str | None = None
+    tail: str | None = None
+    listed: int = 0  # entries of the listing accounted for: valid, invalid and filtered out alike
+    counted: bool = False  # whether total_count matched what the last full read found
+
+
+class _Sizer:
+    """Chooses page limits from the bytes per job seen so far."""
+
+    def __init__(self, max_limit: int) -> None:
+        self.max_limit = max_limit
+        self.limit = min(max_limit, FIRST_LIMIT)
+
+    def seen(self, page: Page) -> None:
+        if page.records and page.body_bytes:
+            per_job = max(page.body_bytes // len(page.records), 1)
+            self.limit = max(1, min(self.max_limit, TARGET_PAGE_BYTES // per_job))
+
+    def halve(self) -> bool:
+        if self.limit <= 1:
+            return False
+        self.limit = max(1, self.limit // 2)
+        return True
+
+
+class JobsSync:
+    """Keeps benchmark-job figures up to date; `run` raises RunloopError when it cannot."""
+
+    def __init__(
+        self,
+        client: RunloopClient,
+        *,
+        score_buckets: tuple[float, ...],
+        caps: AgentCaps,
+        admits: Admits,
+        invalid: InvalidRecords,
+        page_size: int = 100,
+        max_concurrent: int = 4,
+        reconcile_interval_s: float = 3600.0,
+        full_read_timeout_s: float = 1800.0,
+        on_full_read: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._score_buckets = score_buckets
+        self._caps = caps
+        self._admits = admits
+        self._invalid = invalid
+        self._sizer = _Sizer(page_size)
+        self._lookups = Lookups(
+            client, max_concurrent, Costs(), get=lambda jid, deadline: client.get_job(jid, deadline=deadline)
+        )
+        self._reconcile_s = reconcile_interval_s
+        self._full_read_timeout_s = full_read_timeout_s
+        self._on_full_read = on_full_read or (lambda reason: None)
+        self._clock = clock
+        self._ledger: JobsLedger | None = None
+        self._last_full = 0.0
+
+    @property
+    def ledger(self) -> JobsLedger | None:
+        """What is held between syncs (for tests and benchmarks)."""
+        return self._ledger
+
+    def run(self, deadline: float | None = None) -> JobsSnapshot:
+        """One sync of the jobs listing, then the snapshot of what we hold."""
+        ledger = self._advance(deadline)
+        return build_jobs_snapshot(ledger.totals, ledger.live.values(), self._caps)
+
+    def _advance(self, deadline: float | None) -> JobsLedger:
+        ledger = self._ledger
+        if ledger is None:
+            return self._full_read("backfill", deadline)
+        if not ledger.counted:
+            return self._full_read("probe_mismatch", deadline)
+        if self._clock() - self._last_full >= self._reconcile_s:
+            return self._full_read("scheduled", deadline)
+        if not self._incremental(ledger, deadline):
+            return self._full_read("probe_mismatch", deadline)
+        return ledger
+
+    # --- incremental -----------------------------------------------------------------------------
+
+    def _incremental(self, ledger: JobsLedger, deadline: float | None) -> bool:
+        """Bring the ledger up to date with the probes; False when only a full read can."""
+        probe = self._client.list_jobs(limit=1, include_total_count=True, deadline=deadline)
+        total = probe.total_count
+        if total is None:
+            return False
+        seen: dict[str, Any] = {}  # id -> raw record, of jobs listed in this sync's reads
+        new: list[Any] = []
+        head = record_id(probe.records[0]) if probe.records else None
+        if head is not None and head != ledger.head:
+            room = max(total - ledger.listed, 0)
+            found = self._scan(probe.records, ledger, seen, new, room=room, stop_at=ledger.head)
+            if found is False:
+                return False
+            if found is None and probe.has_more:
+                pages = self._pages(head, deadline)
+                if not self._scan_pages(pages, ledger, seen, new, room=room, stop_at=ledger.head):
+                    return False
+        elif head is not None:
+            seen[head] = probe.records[0]
+        self._update_live(ledger, seen, deadline)
+        if ledger.listed + len(new) < total and ledger.tail is not None:
+            room = total - ledger.listed - len(new)
+            pages = self._pages(ledger.tail, deadline)
+            try:
+                if not self._scan_pages(pages, ledger, seen, new, room=room, stop_at=None):
+                    return False
+            except ApiError:  # the last job we knew is gone (400 on its cursor): a full read heals it
+                return False
+        if ledger.listed + len(new) != total:
+            log.info("benchmark jobs: probes disagree with what we hold", total_count=total)
+            return False
+        for record in new:
+            self._file(ledger, record, IdSet())
+        if head is not None:
+            ledger.head = head
+        return True
+
+    def _pages(self, after: str, deadline: float | None) -> Iterator[Page]:
+        return self._paged(after, lambda: deadline)
+
+    def _scan(
+        self,
+        records: list[Any],
+        ledger: JobsLedger,
+        seen: dict[str, Any],
+        new: list[Any],
+        *,
+        room: int,
+        stop_at: str | None,
+    ) -> bool | None:
+        """Note the records of one page; True when `stop_at` was reached, None to read on, False when
+        more new jobs showed than the count allows (the listing is not where we thought)."""
+        for record in records:
+            rid = record_id(record)
+            if rid is not None and rid == stop_at:
+                return True
+            if rid is not None and rid in ledger.live:
+                seen[rid] = record
+                continue
+            new.append(record)
+            if rid is not None:
+                seen[rid] = record
+                if stop_at is None:
+                    ledger.tail = rid
+            if len(new) > room:
+                return False
+        return None
+
+    def _scan_pages(
+        self,
+        pages: Iterator[Page],
+        ledger: JobsLedger,
+        seen: dict[str, Any],
+        new: list[Any],
+        *,
+        room: int,
+        stop_at: str | None,
+    ) -> bool:
+        for page in pages:
+            found = self._scan(page.records, ledger, seen, new, room=room, stop_at=stop_at)
+            if found is not None:
+                return found
+        return stop_at is None  # the head scan must find the old head; the tail scan ends with the list
+
+    def _update_live(self, ledger: JobsLedger, seen: dict[str, Any], deadline: float | None) -> None:
+        """Learn what each live job is now: from a page this sync read, or by id (concurrently)."""
+        for job_id in [jid for jid in ledger.live if jid in seen]:
+            self._settle(ledger, job_id, seen[job_id])
+        missing = [jid for jid in ledger.live if jid not in seen]
+        for job_id, record in self._lookups.fetch(missing, deadline):
+            self._settle(ledger, job_id, record)
+
+    def _settle(self, ledger: JobsLedger, job_id: str, record: Any | None) -> None:
+        """A live job as it is now: gone (404), ended (folded into the totals) or still live."""
+        held = ledger.live.pop(job_id)
+        if record is None:
+            ledger.listed -= 1
+            return
+        job = parse_job(record)
+        if isinstance(job, Invalid):
+            self._invalid.report(job)
+            ledger.live[job_id] = held  # keep what we knew; the next full read decides
+            return
+        if job.is_terminal:
+            ledger.totals.add(job, self._caps)
+        else:
+            ledger.live[job_id] = job
+
+    # --- full read -------------------------------------------------------------------------------
+
+    def _full_read(self, reason: str, deadline: float | None) -> JobsLedger:
+        """Read the whole listing into a fresh ledger, then swap it in."""
+        started = self._clock()
+        now = time.monotonic()
+        per_page = None if deadline is None else max(deadline - now, 1.0)
+        overall = now + self._full_read_timeout_s
+
+        def page_deadline() -> float:
+            return overall if per_page is None else min(overall, time.monotonic() + per_page)
+
+        ledger = JobsLedger(JobsTotals(self._score_buckets))
+        ids = IdSet()
+        total: int | None = None
+        pages = 0
+        for page in self._paged(None, page_deadline, include_total_count=True):
+            if pages == 0:
+                total = page.total_count
+            pages += 1
+            for record in page.records:
+                rid = record_id(record)
+                if ledger.head is None and rid is not None:
+                    ledger.head = rid
+                if rid is not None:
+                    ledger.tail = rid
+                self._file(ledger, record, ids)
+        ledger.counted = total == ledger.listed
+        before = self._ledger
+        if reason == "scheduled" and before is not None:
+            self._report_drift(before, ledger)
+        self._ledger = ledger
+        self._last_full = started
+        self._on_full_read(reason)
+        log.info(
+            "benchmark jobs read",
+            reason=reason,
+            pages=pages,
+            jobs=ledger.listed,
+            live=len(ledger.live),
+            duration_s=round(self._clock() - started, 3),
+        )
+        return ledger
+
+    def _report_drift(self, before: JobsLedger, after: JobsLedger) -> None:
+        held = build_jobs_snapshot(before.totals, before.live.values(), self._caps)
+        found = build_jobs_snapshot(after.totals, after.live.values(), self._caps)
+        if held != found or before.listed != after.listed:
+            log.warning(
+                "benchmark jobs: reconcile found drift and healed it",
+                jobs_held=before.listed,
+                jobs_found=after.listed,
+            )
+
+    def _file(self, ledger: JobsLedger, record: Any, ids: IdSet) -> None:
+        """Account for one listed job: count it, and hold it (live) or fold it (ended)."""
+        ledger.listed += 1  # total_count counts every entry, invalid and filtered-out ones too
+        job = parse_job(record)
+        if isinstance(job, Invalid):
+            self._invalid.report(job)
+            return
+        if not ids.add(job.id):
+            self._invalid.report(
+                Invalid("job_duplicate_id", job.id, "the same job id came twice in one listing")
+            )
+            return
+        if not self._admits(job.benchmark_id):
+            return
+        if job.is_terminal:
+            ledger.totals.add(job, self._caps)
+        else:
+            ledger.live[job.id] = job
+
+    def _paged(
+        self, after: str | None, deadline: Callable[[], float | None], *, include_total_count: bool = False
+    ) -> Iterator[Page]:
+        """Pages of the listing after `after`, each limit sized by the weight of the jobs before it.
+
+        A page refused as too large is asked again with half the limit. Paging stops with
+        PaginationError when the cursor does not advance or pages outnumber what the count allows.
+        """
+        cursor = after
+        used: set[str] = set()
+        max_pages = MAX_JOB_PAGES
+        number = 0
+        while True:
+            try:
+                page = self._client.list_jobs(
+                    limit=self._sizer.limit,
+                    starting_after=cursor,
+                    include_total_count=include_total_count and number == 0,
+                    deadline=deadline(),
+                )
+            except ResponseTooLargeError:
+                if not self._sizer.halve():
+                    raise
+                log.info("a page of benchmark jobs was too large; asking for fewer", limit=self._sizer.limit)
+                continue
+            number += 1
+            if number == 1 and page.total_count is not None:
+                max_pages = 2 * page.total_count + 2
+            self._sizer.seen(page)
+            yield page
+            if not page.has_more:
+                return
+            ids = [rid for rid in map(record_id, page.records) if rid is not None]
+            if not ids:
+                raise PaginationError(f"jobs page {number} says has_more but holds no id to continue from")
+            if ids[-1] in used or ids[-1] == cursor:
+                raise PaginationError(f"the jobs cursor did not advance after {number} pages")
+            if number >= max_pages:
+                raise PaginationError(f"jobs: has_more still true after {number} pages")
+            used.add(ids[-1])
+            cursor = ids[-1]
+
+
+class WithJobs:
+    """A Sync that also syncs benchmark jobs after the runs, isolated from them.
+
+    Whatever goes wrong with jobs, the run snapshot is published: a key that cannot read jobs (403/404)
+    is logged once, `runloop_exporter_jobs_available` is 0 and jobs are tried again at the reconcile
+    interval; any other failure keeps the last jobs figures and is tried again at the next sync.
+    """
+
+    def __init__(
+        self,
+        sync: Sync,
+        jobs: JobsSync,
+        *,
+        available: Callable[[bool], None],
+        count_folded: Callable[[str, int], None],
+        retry_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sync = sync
+        self._jobs = jobs
+        self._available = available
+        self._count_folded = count_folded
+        self._retry_s = retry_s
+        self._clock = clock
+        self._last: JobsSnapshot | None = None
+        self._refused_until: float | None = None
+        self._told_refused = False
+        self._folded = {AGENT_LABEL: 0, EXCEPTION_LABEL: 0}
+
+    def run(self, deadline: float | None = None) -> Snapshot:
+        """The run sync (its failure is the sync's), then the jobs sync (whose failure is not)."""
+        snapshot = self._sync.run(deadline)
+        return replace(snapshot, jobs=self._run_jobs(deadline))
+
+    def _run_jobs(self, deadline: float | None) -> JobsSnapshot | None:
+        if self._refused_until is not None and self._clock() < self._refused_until:
+            return None
+        try:
+            jobs = self._jobs.run(deadline)
+        except (AuthError, ApiError) as exc:
+            if exc.status not in (403, 404):
+                return self._failed(exc)
+            self._refused_until = self._clock() + self._retry_s
+            self._available(False)
+            self._last = None
+            if not self._told_refused:
+                self._told_refused = True
+                log.warning(
+                    "benchmark jobs cannot be read with this key; exporting runs only, "
+                    "and trying jobs again at the reconcile interval",
+                    status=exc.status,
+                )
+            return None
+        except ShutdownError:
+            raise
+        except RunloopError as exc:
+            return self._failed(exc)
+        except Exception as exc:  # a bug in the jobs part must not cost the run metrics
+            log.exception("benchmark jobs sync crashed; keeping the last figures", error=repr(exc))
+            self._available(False)
+            return self._last
+        if self._refused_until is not None:
+            log.info("benchmark jobs can be read again")
+        self._refused_until = None
+        self._told_refused = False
+        self._available(True)
+        now = jobs.folded()
+        for label, count in now.items():
+            if count > self._folded[label]:
+                self._count_folded(label, count - self._folded[label])
+        self._folded = now
+        self._last = jobs
+        return jobs
+
+    def _failed(self, exc: RunloopError) -> JobsSnapshot | None:
+        self._available(False)
+        log.warning(
+            "benchmark jobs sync failed; keeping the last figures",
+            error=str(exc),
+            error_type=type(exc).__name__,
+        )
+        return self._last

@@ -1,0 +1,191 @@
+"""Job parsing, the aggregation against an independent oracle, and the simulator's bodies against the
+official SDK's response model."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from runloop_api_client.types import BenchmarkJobView
+from runloop_api_client.types.benchmark_job_list_view import BenchmarkJobListView
+
+from exporter.agents import AgentCaps, JobsTotals, build_jobs_snapshot
+from exporter.aggregate import DEFAULT_SCORE_BUCKETS, Snapshot
+from exporter.exposition import Rendered
+from exporter.jobs import Job, parse_job
+from exporter.models import Invalid
+from exporter.simulator import World
+from tests.integration.harness import parse
+from tests.jobs_oracle import expected_job_samples, job_part
+
+T0 = 1_760_000_000_000
+AGENTS = [("claude-code", "claude-opus-4"), ("openhands", "gpt-5"), ("aider", None)]
+SECRETS = {
+    "env": "PLANTED-ENV",
+    "secret": "PLANTED-SECRET",
+    "kwarg": "PLANTED-KWARG",
+    "message": "PLANTED-MSG",
+}
+
+
+def world_with_jobs(seed: int = 0) -> World:
+    """Jobs in every state, with and without a benchmark, models, secrets and failures."""
+    world = World(seed=seed)
+    rng = random.Random(seed)
+    states = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")
+    for i in range(60):
+        state = states[i % len(states)]
+        world.jobs.add(
+            benchmark_id=None if i % 11 == 0 else f"bmd_{i % 4}",
+            agents=rng.sample(AGENTS, rng.randint(1, 3)),
+            levels=[rng.random() for _ in range(3)],
+            create_ms=T0 + rng.randint(0, 20) * 1000,  # many ties on the creation time
+            state=state,
+            started=1 if state == "running" else None,
+            n_scenarios=rng.randint(0, 25),
+            secrets=SECRETS if i % 3 == 0 else None,
+        )
+    return world
+
+
+def good_job(**changes: Any) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "id": "bmj_1",
+        "name": "my job",
+        "create_time_ms": T0,
+        "state": "completed",
+        "job_source": {"type": "benchmark", "benchmark_id": "bmd_1"},
+        "benchmark_outcomes": [
+            {
+                "agent_name": "a",
+                "model_name": "m",
+                "benchmark_run_id": "bmr_1",
+                "n_completed": 2,
+                "n_failed": 1,
+                "n_timeout": 1,
+                "average_score": 0.75,
+                "scenario_outcomes": [
+                    {"state": "COMPLETED", "score": 1.0},
+                    {"state": "FAILED", "failure_reason": {"exception_type": "E", "exception_message": "x"}},
+                    {"state": "TIMEOUT", "failure_reason": {"exception_type": "T", "exception_message": "y"}},
+                    {
+                        "state": "CANCELED",
+                        "failure_reason": {"exception_type": "C", "exception_message": "z"},
+                    },
+                ],
+            }
+        ],
+    }
+    job.update(changes)
+    return job
+
+
+def test_a_job_is_reduced_to_counts() -> None:
+    job = parse_job(good_job())
+    assert isinstance(job, Job)
+    assert job.benchmark_id == "bmd_1"
+    assert job.is_terminal
+    (outcome,) = job.outcomes
+    assert (outcome.agent_name, outcome.model_name) == ("a", "m")
+    assert (outcome.n_completed, outcome.n_failed, outcome.n_timeout) == (2, 1, 1)
+    assert outcome.failures == (("E", 1), ("T", 1))  # canceled scenarios are not failures
+
+
+def test_cancelled_with_two_ls_is_terminal_and_unknown_states_are_live() -> None:
+    assert parse_job(good_job(state="cancelled")).is_terminal  # type: ignore[union-attr]
+    new = parse_job(good_job(state="paused"))
+    assert isinstance(new, Job)
+    assert not new.is_terminal
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ("text", "job_not_an_object"),
+        ({"state": "completed"}, "job_missing_field"),
+        (good_job(id=7), "job_invalid_id"),
+        (good_job(state="Done!"), "job_invalid_state"),
+        (good_job(create_time_ms=-1), "job_invalid_create_time"),
+        (good_job(create_time_ms="yesterday"), "job_invalid_create_time"),
+        (good_job(job_source={"type": "benchmark"}), "job_invalid_source"),
+        (good_job(benchmark_outcomes=[{"agent_name": "a", "n_completed": -1}]), "job_invalid_outcome"),
+        (good_job(benchmark_outcomes=[{"agent_name": "a", "average_score": 1.5}]), "job_invalid_outcome"),
+        (
+            good_job(benchmark_outcomes=[{"agent_name": "a", "average_score": float("nan")}]),
+            "job_invalid_outcome",
+        ),
+        (good_job(benchmark_outcomes=[{"n_completed": 1}]), "job_invalid_outcome"),
+    ],
+)
+def test_invalid_jobs_are_reported_not_raised(record: Any, reason: str) -> None:
+    result = parse_job(record)
+    assert isinstance(result, Invalid)
+    assert result.reason == reason
+    assert "my job" not in result.detail
+
+
+def test_nothing_of_the_user_data_is_kept() -> None:
+    world = World()
+    jid = world.jobs.add(
+        benchmark_id=None, agents=AGENTS, create_ms=T0, secrets={**SECRETS, "yaml": "PLANTED-YAML"}
+    )
+    body = world.jobs.get(jid)
+    assert body is not None
+    assert b"PLANTED-YAML" in body
+    assert "PLANTED" not in repr(parse_job(json.loads(body)))
+
+
+def snapshot_samples(views: list[Any]) -> dict[Any, float]:
+    caps = AgentCaps()
+    totals = JobsTotals(DEFAULT_SCORE_BUCKETS)
+    live = []
+    for view in views:
+        job = parse_job(view)
+        assert isinstance(job, Job)
+        if job.is_terminal:
+            totals.add(job, caps)
+        else:
+            live.append(job)
+    jobs = build_jobs_snapshot(totals, live, caps)
+    snapshot = Snapshot(groups=(), benchmark_names={}, runs=0, jobs=jobs)
+    return job_part(parse(Rendered.of(snapshot).body(b"", gzip=False).decode()))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aggregation_matches_the_oracle_in_any_order(seed: int) -> None:
+    views = world_with_jobs(seed).jobs.views()
+    expected = expected_job_samples(views)
+    for attempt in range(3):
+        random.Random(attempt).shuffle(views)
+        actual = snapshot_samples(views)
+        assert set(actual) == set(expected)
+        assert actual == pytest.approx(expected)
+
+
+def _extras(model: BaseModel, where: str = "job") -> list[str]:
+    """Fields the SDK's model does not know: the simulator must not invent any."""
+    found = [f"{where}.{name}" for name in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            if isinstance(item, BaseModel):
+                found += _extras(item, f"{where}.{name}[{index}]")
+    return found
+
+
+def test_every_job_body_the_simulator_serves_validates_against_the_sdk() -> None:
+    world = world_with_jobs(5)
+    for view in world.jobs.views():
+        body = world.jobs.get(view["id"])
+        assert body is not None
+        model = BenchmarkJobView.model_validate(json.loads(body))
+        assert _extras(model) == []
+    listing = BenchmarkJobListView.model_validate(
+        json.loads(world.jobs.list_page(limit=100, starting_after=None, include_total_count=True))
+    )
+    assert listing.total_count == world.jobs.count() == len(listing.jobs)
+    assert all(_extras(job) == [] for job in listing.jobs)
