@@ -26,20 +26,13 @@ from pydantic import SecretStr
 from exporter import __version__
 from exporter.aggregate import Snapshot
 from exporter.api import (
-    ApiError,
-    AuthError,
-    BadResponseError,
-    CancelledError,
-    PaginationError,
-    RateLimitedError,
     RetryPolicy,
     RunloopClient,
     RunloopError,
-    TransientError,
 )
 from exporter.apikey import ApiKey
 from exporter.exposition import render_registry
-from exporter.job import SyncJob
+from exporter.job import SyncJob, explain
 from exporter.labels import FoldCounting, RunLabels, make_grouping
 from exporter.logs import configure
 from exporter.models import RUNNING, Invalid, parse_run
@@ -213,7 +206,7 @@ def run(settings: Settings) -> int:
     telemetry = Telemetry()
     client = build_client(settings, base_url, key, telemetry, stop)
     sync = build_sync(settings, client, telemetry)
-    state = State(lambda: render_registry(telemetry.registry))
+    state = State(lambda: render_registry(telemetry.registry), demo=bool(demo))
     try:
         web = load_web_config(settings.web_config_file) if settings.web_config_file else None
     except WebConfigError as exc:
@@ -237,7 +230,7 @@ def run(settings: Settings) -> int:
         return _fail_settings([f"{describe(field)}: cannot listen on {where}: {exc.strerror or exc}"])
     telemetry.http_connections.set_function(server.open_connections)
     deadline_s = settings.sync_deadline_seconds if settings.sync_timeout_seconds else interval * 0.9
-    job = SyncJob(sync, client, state, telemetry, deadline_s=deadline_s)
+    job = SyncJob(sync, client, state, telemetry, deadline_s=deadline_s, base_url=base_url)
     idle = threading.Event()
     idle.set()
 
@@ -303,23 +296,6 @@ class _Recording:
         except Exception as exc:
             self.error = exc
             raise
-
-
-def explain(exc: BaseException, base_url: str) -> str:
-    """One line saying what is wrong, in the operator's terms."""
-    if isinstance(exc, AuthError):
-        return f"{exc}: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE"
-    if isinstance(exc, RateLimitedError):
-        return f"Runloop asked us to slow down ({exc}); try again later"
-    if isinstance(exc, TransientError):
-        return f"cannot reach {base_url}, or it keeps failing ({exc}): check RUNLOOP_BASE_URL and the network"
-    if isinstance(exc, BadResponseError | ApiError):
-        return f"{base_url} did not answer like Runloop's API ({exc}): check RUNLOOP_BASE_URL"
-    if isinstance(exc, PaginationError):
-        return f"paging through {base_url} did not work: {exc}"
-    if isinstance(exc, CancelledError):
-        return f"stopped: {exc}"
-    return f"unexpected error: {exc!r}"
 
 
 def once(settings: Settings) -> int:
