@@ -8,6 +8,7 @@ Logs always go to stderr, so stdout carries only what the mode prints.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import signal
@@ -27,20 +28,14 @@ from exporter import __version__
 from exporter.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps
 from exporter.aggregate import Snapshot
 from exporter.api import (
-    ApiError,
-    AuthError,
-    BadResponseError,
     CancelledError,
-    PaginationError,
-    RateLimitedError,
     RetryPolicy,
     RunloopClient,
     RunloopError,
-    TransientError,
 )
 from exporter.apikey import ApiKey
 from exporter.exposition import render_registry
-from exporter.job import SyncJob
+from exporter.job import SyncJob, explain
 from exporter.labels import FoldCounting, RunLabels, make_grouping
 from exporter.logs import configure
 from exporter.models import RUNNING, Invalid, parse_run
@@ -59,6 +54,13 @@ DEMO_SYNC_INTERVAL_S = 5.0
 SHUTDOWN_GRACE_S = 3.0
 CHECK_PAGE_SIZE = 100  # runs and benchmarks `check` reads: one small page of each
 CHECK_MAX_IDS = 20  # included ids `check` counts one by one
+ONCE_TIMEOUT_S = 30.0
+"""How long --once tries, unless RUNLOOP_EXPORTER_SYNC_TIMEOUT_SECONDS says otherwise."""
+ONCE_GRACE_S = 2.0
+"""How long --once waits past its timeout for the sync to stop before it gives up on it (it then exits
+at once): the README and --help promise an exit within 5 s of the timeout, process start included."""
+ONCE_RETRY = RetryPolicy(max_retries=2, base_delay_s=0.5, max_delay_s=2.0)
+"""--once rides out a brief 503 but fails in seconds when the network is down, not after 20 s."""
 
 
 class _ToStructlog(logging.Handler):
@@ -125,13 +127,20 @@ def _quiet_level(settings: Settings) -> str:
 
 
 def build_client(
-    settings: Settings, base_url: str, key: ApiKey, telemetry: Telemetry, stop: threading.Event | None = None
+    settings: Settings,
+    base_url: str,
+    key: ApiKey,
+    telemetry: Telemetry,
+    stop: threading.Event | None = None,
+    *,
+    retry: RetryPolicy | None = None,
 ) -> RunloopClient:
     """The API client, with the process-wide request limits of the settings."""
     return RunloopClient(
         base_url,
         key,
         timeout_s=settings.request_timeout_seconds,
+        retry=retry,
         on_request=telemetry.count_request,
         on_rate_limited=telemetry.rate_limited.inc,
         stop=stop,
@@ -247,7 +256,7 @@ def run(settings: Settings) -> int:
     telemetry = Telemetry()
     client = build_client(settings, base_url, key, telemetry, stop)
     sync = build_sync(settings, client, telemetry)
-    state = State(lambda: render_registry(telemetry.registry))
+    state = State(lambda: render_registry(telemetry.registry), demo=bool(demo))
     try:
         web = load_web_config(settings.web_config_file) if settings.web_config_file else None
     except WebConfigError as exc:
@@ -271,7 +280,7 @@ def run(settings: Settings) -> int:
         return _fail_settings([f"{describe(field)}: cannot listen on {where}: {exc.strerror or exc}"])
     telemetry.http_connections.set_function(server.open_connections)
     deadline_s = settings.sync_deadline_seconds if settings.sync_timeout_seconds else interval * 0.9
-    job = SyncJob(sync, client, state, telemetry, deadline_s=deadline_s)
+    job = SyncJob(sync, client, state, telemetry, deadline_s=deadline_s, base_url=base_url)
     idle = threading.Event()
     idle.set()
 
@@ -339,42 +348,62 @@ class _Recording:
             raise
 
 
-def explain(exc: BaseException, base_url: str) -> str:
-    """One line saying what is wrong, in the operator's terms."""
-    if isinstance(exc, AuthError):
-        return f"{exc}: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE"
-    if isinstance(exc, RateLimitedError):
-        return f"Runloop asked us to slow down ({exc}); try again later"
-    if isinstance(exc, TransientError):
-        return f"cannot reach {base_url}, or it keeps failing ({exc}): check RUNLOOP_BASE_URL and the network"
-    if isinstance(exc, BadResponseError | ApiError):
-        return f"{base_url} did not answer like Runloop's API ({exc}): check RUNLOOP_BASE_URL"
-    if isinstance(exc, PaginationError):
-        return f"paging through {base_url} did not work: {exc}"
-    if isinstance(exc, CancelledError):
-        return f"stopped: {exc}"
-    return f"unexpected error: {exc!r}"
+def once_timeout(settings: Settings) -> float:
+    """How long --once tries: the sync timeout when one is set, else ONCE_TIMEOUT_S (not the interval's)."""
+    return settings.sync_timeout_seconds if settings.sync_timeout_seconds is not None else ONCE_TIMEOUT_S
 
 
 def once(settings: Settings) -> int:
-    """One sync; the exposition (benchmark series, then self-metrics) on stdout. Exit 0, or 1 on failure."""
-    configure(settings.log_format, _quiet_level(settings))
+    """One sync; the exposition (benchmark series, then self-metrics) on stdout. Exit 0, or 1 on failure.
+
+    A failure is exactly one line on stderr, within ONCE_GRACE_S of the timeout: logs are held back and
+    shown only after a success (or live, when a log level was asked for), requests are retried briefly,
+    and a sync that does not stop in time is abandoned.
+    """
+    started = time.monotonic()
+    timeout_s = once_timeout(settings)
+    held = io.StringIO()
+    live_logs = "log_level" in settings.model_fields_set
+    configure(settings.log_format, _quiet_level(settings), stream=None if live_logs else held)
+    # The first sync is a full read; within --once it gets the same deadline, not the backfill's half hour.
+    settings = settings.model_copy(
+        update={
+            "full_read_timeout_seconds": min(settings.full_read_timeout_seconds, timeout_s),
+            "request_timeout_seconds": min(settings.request_timeout_seconds, timeout_s),
+        }
+    )
     demo = Demo.start() if settings.demo else None
     base_url = demo.simulator.url if demo else settings.base_url
     telemetry = Telemetry()
-    client = build_client(settings, base_url, _api_key(settings, demo), telemetry)
+    client = build_client(settings, base_url, _api_key(settings, demo), telemetry, retry=ONCE_RETRY)
     sync = _Recording(build_sync(settings, client, telemetry))
     state = State(lambda: render_registry(telemetry.registry))
-    try:
-        ok = SyncJob(sync, client, state, telemetry, deadline_s=settings.sync_deadline_seconds)()
-    finally:
-        client.close()
-        if demo:
-            demo.stop()
-    if not ok or state.rendered is None:
+    job = SyncJob(sync, client, state, telemetry, deadline_s=timeout_s - (time.monotonic() - started))
+    outcome: list[bool] = []
+    worker = threading.Thread(target=lambda: outcome.append(job()), name="once", daemon=True)
+    worker.start()
+    worker.join(max(started + timeout_s + ONCE_GRACE_S - time.monotonic(), 0.0))
+    if worker.is_alive():  # stuck past every timeout: say so and leave the thread behind
+        print(
+            f"runloop-exporter: sync failed: it did not finish within {timeout_s:g} s"
+            f" ({describe('sync_timeout_seconds')})",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        os._exit(1)
+    client.close()
+    if demo:
+        demo.stop()
+    if not outcome or not outcome[0] or state.rendered is None:
         reason = explain(sync.error, base_url) if sync.error else "the exposition could not be rendered"
+        if isinstance(sync.error, CancelledError) and time.monotonic() >= started + timeout_s:
+            reason = (
+                f"no answer from {base_url} within {timeout_s:g} s ({describe('sync_timeout_seconds')}):"
+                f" {sync.error}"
+            )
         print(f"runloop-exporter: sync failed: {reason}", file=sys.stderr)
         return 1
+    sys.stderr.write(held.getvalue())
     sys.stdout.buffer.write(state.rendered.body(state.self_metrics(), gzip=False))
     sys.stdout.flush()
     return 0

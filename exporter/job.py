@@ -1,7 +1,8 @@
 """One sync cycle as the scheduler runs it: time it, swap the snapshot, record the outcome.
 
 Failures never reach the scheduler: the last good snapshot keeps being served, `runloop_up` drops to
-0, and the next interval tries again.
+0, and the next interval tries again. Each sync also renders the status page (exporter.status): the
+table once per published snapshot, the "last sync" part after every sync, so requests only copy bytes.
 """
 
 from __future__ import annotations
@@ -10,8 +11,21 @@ import time
 
 import structlog
 
-from exporter.api import AuthError, CancelledError, RunloopClient, RunloopError, ShutdownError
+from exporter import status
+from exporter.api import (
+    ApiError,
+    AuthError,
+    BadResponseError,
+    CancelledError,
+    PaginationError,
+    RateLimitedError,
+    RunloopClient,
+    RunloopError,
+    ShutdownError,
+    TransientError,
+)
 from exporter.exposition import Rendered
+from exporter.logs import REDACTOR
 from exporter.server import State
 from exporter.sync import Sync
 from exporter.telemetry import Telemetry
@@ -19,17 +33,43 @@ from exporter.telemetry import Telemetry
 log = structlog.get_logger(__name__)
 
 
+def explain(exc: BaseException, base_url: str) -> str:
+    """One line saying what is wrong, in the operator's terms (--once, check and the status page)."""
+    if isinstance(exc, AuthError):
+        return f"{exc}: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE"
+    if isinstance(exc, RateLimitedError):
+        return f"Runloop asked us to slow down ({exc}); try again later"
+    if isinstance(exc, TransientError):
+        return f"cannot reach {base_url}, or it keeps failing ({exc}): check RUNLOOP_BASE_URL and the network"
+    if isinstance(exc, BadResponseError | ApiError):
+        return f"{base_url} did not answer like Runloop's API ({exc}): check RUNLOOP_BASE_URL"
+    if isinstance(exc, PaginationError):
+        return f"paging through {base_url} did not work: {exc}"
+    if isinstance(exc, CancelledError):
+        return f"stopped: {exc}"
+    return f"unexpected error: {exc!r}"
+
+
 class SyncJob:
     """Runs a Sync with a deadline and publishes its result."""
 
     def __init__(
-        self, sync: Sync, client: RunloopClient, state: State, telemetry: Telemetry, *, deadline_s: float
+        self,
+        sync: Sync,
+        client: RunloopClient,
+        state: State,
+        telemetry: Telemetry,
+        *,
+        deadline_s: float,
+        base_url: str = "",
     ) -> None:
         self._sync = sync
         self._client = client
         self._state = state
         self._telemetry = telemetry
         self._deadline_s = deadline_s
+        self._base_url = base_url
+        self._table: status.Table | None = None  # the status page's table of the snapshot served now
 
     def __call__(self) -> bool:
         """Run one sync; True when it succeeded."""
@@ -41,22 +81,28 @@ class SyncJob:
             rendered = Rendered.of(snapshot)
         except AuthError as exc:
             self._fail("the API key was refused: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE", started, exc)
+            self._show(started, requests_before, exc)
             return False
         except ShutdownError:  # a normal stop: not a failure, and not an error line at every deploy
             log.info("sync interrupted: the exporter is shutting down")
             return False
         except CancelledError as exc:
             self._fail("sync stopped", started, exc)
+            self._show(started, requests_before, exc)
             return False
         except RunloopError as exc:
             self._fail("sync failed", started, exc)
+            self._show(started, requests_before, exc)
             return False
         except Exception as exc:  # a bug must not stop the scheduler: log it with its traceback
             log.exception("sync crashed", error=repr(exc))
             self._record(started, success=False)
+            self._show(started, requests_before, exc)
             return False
+        self._table = status.render_table(snapshot)
         self._state.rendered = rendered
         self._record(started, success=True)
+        self._show(started, requests_before, None)
         t.sync_runs.set(snapshot.runs)
         log.info(
             "sync finished",
@@ -66,6 +112,18 @@ class SyncJob:
             duration_s=round(time.monotonic() - started, 3),
         )
         return True
+
+    def _show(self, started: float, requests_before: int, error: BaseException | None) -> None:
+        """Render the status page for the sync that just ended (the table only changes on success)."""
+        last = status.LastSync(
+            ended_at=time.time(),
+            duration_s=time.monotonic() - started,
+            requests=self._client.requests - requests_before,
+            ok=error is None,
+            # Scrubbed although explain() never puts the key in: a page is no place to find out.
+            error=None if error is None else str(REDACTOR.scrub(explain(error, self._base_url or "the API"))),
+        )
+        self._state.page = status.render(demo=self._state.demo, last=last, table=self._table)
 
     def _fail(self, message: str, started: float, exc: RunloopError) -> None:
         self._record(started, success=False)

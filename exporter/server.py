@@ -1,4 +1,4 @@
-"""The HTTP side: /metrics, /healthz, /readyz and a landing page, optionally behind TLS and basic auth.
+"""The HTTP side: /metrics, /healthz, /readyz and the status page, optionally behind TLS and basic auth.
 
 Nothing here does I/O to Runloop: a scrape copies the pre-rendered snapshot and appends the small
 self-metrics, so scrapes never wait for a sync and never see half of one.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
-import html
 import io
 import re
 import selectors
@@ -43,7 +42,7 @@ from typing import Any, Literal
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from exporter import __version__
+from exporter import __version__, status
 from exporter.exposition import Rendered
 from exporter.webconfig import BasicAuth, Signature, WebConfig, WebConfigError, load_web_config
 
@@ -77,24 +76,18 @@ _HEAD_TOO_LARGE = (
 _CLIENT_CERT_REASONS = {"PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_VERIFY_FAILED"}
 _OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
-_LANDING = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>runloop-exporter</title></head>
-<body><h1>runloop-exporter {version}</h1>
-<p>Prometheus metrics for Runloop benchmark runs.</p>
-<ul>
-<li><a href="/metrics">/metrics</a>: the metrics</li>
-<li><a href="/healthz">/healthz</a>: 200 while the process serves</li>
-<li><a href="/readyz">/readyz</a>: 200 once the first sync succeeded</li>
-</ul></body></html>
-"""
-
 
 class State:
-    """What the server shows; swapped by the sync job, read by any number of request threads."""
+    """What the server shows; swapped by the sync job, read by any number of request threads.
 
-    def __init__(self, self_metrics: Callable[[], bytes]) -> None:
+    `page` is the status page at `/`, rendered by the sync job (see exporter.status): a request copies it.
+    """
+
+    def __init__(self, self_metrics: Callable[[], bytes], *, demo: bool = False) -> None:
         self.rendered: Rendered | None = None
         self.self_metrics = self_metrics
+        self.demo = demo
+        self.page: bytes = status.render(demo=demo, last=None, table=None)
 
     @property
     def ready(self) -> bool:
@@ -167,8 +160,12 @@ class _Handler(BaseHTTPRequestHandler):
                     503, (b"not ready: the first sync has not succeeded yet\n",), "text/plain; charset=utf-8"
                 )
         elif path == "/":
-            page = _LANDING.format(version=html.escape(__version__)).encode()
-            self._send(200, (page,), "text/html; charset=utf-8")
+            csp = (
+                {}
+                if "content-security-policy" in {h.lower() for h in self._headers_from_config}
+                else {"Content-Security-Policy": status.CONTENT_SECURITY_POLICY}
+            )
+            self._send(200, (self.server.state.page,), "text/html; charset=utf-8", extra=csp)
         else:
             self._send(404, (b"not found\n",), "text/plain; charset=utf-8")
 

