@@ -28,6 +28,8 @@ from exporter import __version__
 from exporter.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps
 from exporter.aggregate import Snapshot
 from exporter.api import (
+    ApiError,
+    AuthError,
     CancelledError,
     RetryPolicy,
     RunloopClient,

@@ -284,7 +284,9 @@ def test_no_metadata_label_and_no_folded_counter_by_default(
     scraped = start_exporter().wait_for_sync()
     assert all(not k.startswith(("metadata_", "purpose")) for _, labels in scraped for k, _ in labels)
     folded = {
-        dict(labels)["label"] for name, labels in scraped if name == "runloop_exporter_label_values_folded_total"
+        dict(labels)["label"]
+        for name, labels in scraped
+        if name == "runloop_exporter_label_values_folded_total"
     }
     # Only the capped labels of benchmark jobs (on by default) can fold; no run label is exported.
     assert not any(label.startswith(("metadata_", "purpose")) for label in folded)
