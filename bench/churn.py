@@ -170,6 +170,7 @@ def measure(cell: Cell, interval_s: float, scale: float, intervals: int, page_si
             "RUNLOOP_EXPORTER_PAGE_SIZE": str(page_size),
             "RUNLOOP_EXPORTER_SYNC_MODE": cell.mode,
             "RUNLOOP_EXPORTER_FULL_READ_TIMEOUT_SECONDS": "3600",
+            "RUNLOOP_EXPORTER_JOBS": "false",  # the run listing's cost alone
         }
         child = subprocess.Popen(
             [sys.executable, "-m", "exporter"], env=env, stdout=subprocess.DEVNULL, stderr=logs, text=True

@@ -24,7 +24,9 @@ def main(url: str, mode: str, page_size: int) -> None:
     configure("console", "warning")  # logs to stderr; stdout carries the answers
     telemetry = Telemetry()
     client = RunloopClient(url, lambda: DEFAULT_API_KEY, on_request=telemetry.count_request)
-    settings = Settings(demo=True, page_size=page_size, sync_mode="full" if mode == "full" else "incremental")
+    settings = Settings(
+        demo=True, jobs=False, page_size=page_size, sync_mode="full" if mode == "full" else "incremental"
+    )
     sync = build_sync(settings, client, telemetry)
     snapshot = None
     for line in sys.stdin:
