@@ -225,6 +225,7 @@ class IncrementalSync:
                 seen,
                 rescan_requests=chosen.rescan_requests,
                 after=after,
+                running=len(live),
                 deadline=deadline,
             )
         if chosen is not None and chosen.rescan_requests is not None:
@@ -243,13 +244,16 @@ class IncrementalSync:
         *,
         rescan_requests: int,
         after: str | None,
+        running: int,
         deadline: float | None,
     ) -> list[str]:
         """Read on below the head instead of a rescan; returns the runs still to learn."""
         room = rescan_requests - self._probes.requests
         # Pages of 5,000 where the rescan reads pages of page_size: no more entries than it would read.
         pages = max(1, room * self._config.page_size // MAX_LIMIT)
-        found = self._probes.scan_deeper(ledger, delta, seen, after=after, max_pages=pages, deadline=deadline)
+        found = self._probes.scan_deeper(
+            ledger, delta, seen, after=after, running=running, max_pages=pages, deadline=deadline
+        )
         self._deep_skips = 0 if 2 * found >= len(pending) else DEEP_SKIPS
         return [rid for rid in pending if rid in ledger.running and rid not in seen]
 

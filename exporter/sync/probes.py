@@ -11,6 +11,7 @@ the head scan, which asks for about as many entries as are new: its page is read
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -179,6 +180,7 @@ class Probes:
         seen: set[str],
         *,
         after: str | None,
+        running: int,
         max_pages: int,
         deadline: float | None,
     ) -> int:
@@ -186,10 +188,12 @@ class Probes:
         many it found.
 
         Where new runs are listed first, runs that ended lately started lately too: they are near the
-        top, and one page of 5,000 entries finds many of them for the price of one lookup. Stops when
-        none is left to find, after two pages that found none, at `max_pages`, or at the deadline (what
+        top, under the `running` runs that started after them, and one page of 5,000 entries finds many
+        of them for the price of one lookup. Stops when none is left to find, after two pages that found
+        none once past as many pages as the running runs fill, at `max_pages`, or at the deadline (what
         was found stays settled).
         """
+        grace = math.ceil(running / MAX_LIMIT)
         found = empty = pages_read = 0
         pages = self._client.iter_runs_pages(
             page_size=MAX_LIMIT, starting_after=after, benchmark_id=self._benchmark_id, deadline=deadline
@@ -202,7 +206,7 @@ class Probes:
                 found += here
                 empty = 0 if here else empty + 1
                 pending = any(rid in ledger.running and rid not in seen for rid in delta.pending)
-                if not pending or empty >= 2 or pages_read >= max_pages:
+                if not pending or (empty >= 2 and pages_read > grace) or pages_read >= max_pages:
                     break
         except (ApiError, CancelledError) as exc:  # the cursor run is gone, or time is up: keep what we found
             if isinstance(exc, ShutdownError):

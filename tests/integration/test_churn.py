@@ -292,6 +292,21 @@ def test_runs_that_ended_near_the_top_are_found_by_reading_on_below_the_head() -
         assert full_reads(telemetry, "probe_mismatch") == 0
 
 
+def test_the_deeper_scan_reads_past_the_runs_still_running_above_those_that_ended() -> None:
+    world, running = world_of(50_000, 15_000)  # three pages of runs still running at the top
+    with Simulator(world, latency=Latency(base_s=0.02)) as sim:
+        sync, telemetry = new_sync(sim.url, page_size=1000)
+        sync.run()
+        learn_the_order(world, sync)
+        end(world, running[:2_000])  # the first started: the deepest of the running runs
+        sim.reset_requests()
+        assert_exact(sync.run(), world)
+        assert not [r for r in sim.requests if r.path.startswith(RUN_PATH_PREFIX)]
+        # The 13,000 running runs take 3 pages; the probe and the tail; four pages of 5,000 below the head.
+        assert len(sim.requests) <= 3 + 2 + 4
+        assert full_reads(telemetry, "rescan") == 0
+
+
 def test_a_deeper_scan_that_finds_little_costs_no_more_and_rescans_come_next() -> None:
     world = World(order="newest_first", seed=9)
     for bid in BENCHMARKS:
