@@ -88,7 +88,9 @@ class IncrementalSync:
         self._last_full = 0.0
         self._warned_uncounted = False
         self._new_at_ends: bool | None = None  # learned: do new runs appear at either end of the listing?
-        self._new_at_head = False  # learned: do they appear at the top (newest first)?
+        # Learned: do new runs appear at the top (newest first)? Until known, reading on below the head
+        # is worth a try: it never costs more than the rescan it replaces, and gives up early.
+        self._new_at_head: bool | None = None
         self._deep_skips = 0  # deeper scans to skip after one that found too little
 
     @property
@@ -194,7 +196,7 @@ class IncrementalSync:
         delta.pending = frozenset(pending)
         head_moved = top.head != ledger.head
         chosen = self._plan(len(pending), ledger, top.total_count, head_moved)
-        deeper = chosen is not None and chosen.choice == "rescan" and self._deeper_pays()
+        deeper = chosen is not None and chosen.choice == "rescan" and self._deeper_may_pay()
         if chosen is not None and chosen.choice == "rescan" and not deeper:
             return Rescan(
                 "re-reading the listing is cheaper than looking runs up",
@@ -211,9 +213,15 @@ class IncrementalSync:
         listed = delta.listed
         if head_moved and not self._probes.scan_head(ledger, delta, seen, held, deadline):
             return None
-        self._new_at_head = delta.listed > listed or (self._new_at_head and delta.listed == listed)
+        if delta.listed > listed:
+            self._new_at_head = True
+        listed = delta.listed
         if ledger.tail is not None and not self._probes.scan_tail(ledger, delta, seen, held, deadline):
             return None
+        if delta.listed > listed:
+            self._new_at_head = False  # they land at the end: oldest first
+        if deeper and self._new_at_head is not True:  # the scans did not show new runs at the top
+            return Rescan("new runs are not listed first here: re-reading the listing", {})
         self._follow_live(live, delta, seen)
         pending = [rid for rid in pending if rid in ledger.running and rid not in seen]
         if deeper and pending and chosen is not None and chosen.rescan_requests is not None:
@@ -257,10 +265,11 @@ class IncrementalSync:
         self._deep_skips = 0 if 2 * found >= len(pending) else DEEP_SKIPS
         return [rid for rid in pending if rid in ledger.running and rid not in seen]
 
-    def _deeper_pays(self) -> bool:
-        """Whether to read on below the head rather than rescan: where new runs are listed first, and
-        unless a recent deeper scan found too little (then a few rescans go first)."""
-        if not self._new_at_head:
+    def _deeper_may_pay(self) -> bool:
+        """Whether reading on below the head may beat a rescan: unless new runs are known not to be
+        listed first (this sync's scans can still show that), or a recent deeper scan found too little
+        (then a few rescans go first)."""
+        if self._new_at_head is False:
             return False
         if self._deep_skips:
             self._deep_skips -= 1

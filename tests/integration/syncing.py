@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -82,22 +82,25 @@ def exposed(snapshot: Snapshot) -> Samples:
     return benchmark_part(parse(Rendered.of(snapshot).body(b"", gzip=False).decode()))
 
 
-def truth(world: World, *, still_running: Iterable[str] = ()) -> Samples:
+def truth(world: World, *, still_running: Mapping[str, str] | None = None) -> Samples:
     """What the snapshot must show, computed from the simulator's own state (not our aggregation).
 
-    `still_running` lists runs the exporter may still count as running (its backlog): a snapshot is
-    exact for the runs it accounts for, and these it accounts for in their last known state.
+    `still_running` maps the runs the exporter has not learned the end of yet (its backlog) to the
+    state it last saw them in: a snapshot is exact for the runs it accounts for, and these it accounts
+    for in their last known state.
     """
-    held = set(still_running)
+    held = still_running or {}
     runs = [
-        {**run, "state": "running", "duration_ms": None, "score": None} if run["id"] in held else run
+        {**run, "state": held[str(run["id"])], "duration_ms": None, "score": None}
+        if run["id"] in held
+        else run
         for run in world.runs()
         if isinstance(run.get("id"), str) and run["id"]  # an entry without an id is invalid
     ]
     return expected_samples(runs, world.benchmark_names())
 
 
-def assert_exact(snapshot: Snapshot, world: World, *, still_running: Iterable[str] = ()) -> None:
+def assert_exact(snapshot: Snapshot, world: World, *, still_running: Mapping[str, str] | None = None) -> None:
     """Every benchmark-run sample equals the simulator's truth (sums to rounding)."""
     actual, expected = exposed(snapshot), truth(world, still_running=still_running)
     assert set(actual) == set(expected), {
@@ -110,7 +113,12 @@ def assert_exact(snapshot: Snapshot, world: World, *, still_running: Iterable[st
     assert not wrong, list(wrong.items())[:5]
 
 
-def backlog_ids(sync: IncrementalSync, world: World) -> set[str]:
-    """Held runs that have in truth left their state: what the sync has not learned yet."""
+def backlog_ids(sync: IncrementalSync, world: World) -> dict[str, str]:
+    """Held runs that have in truth left the state held for them (the sync has not learned it yet),
+    with that held state."""
     assert sync.ledger is not None
-    return {rid for rid in sync.ledger.running if (world.get_run(rid) or {}).get("state") != "running"}
+    return {
+        rid: held.state
+        for rid, held in sync.ledger.running.items()
+        if (world.get_run(rid) or {}).get("state") != held.state
+    }
