@@ -249,8 +249,10 @@ def test_the_request_rate_holds_for_the_whole_process_across_listings() -> None:
         assert_exact(sync.run(), world)
         arrivals = sorted(r.at for r in sim.requests)
         assert len(arrivals) >= 8
-        # At most 5 requests in any second: the 6th after any request comes a second later or more.
-        assert all(b - a >= 0.95 for a, b in zip(arrivals, arrivals[5:], strict=False))
+        # At most 5 requests in any second: the 6th after any request comes a second later or more
+        # (less a margin for arrival times on a loaded machine; the gate's schedule itself is exact,
+        # see tests/unit/test_politeness.py).
+        assert all(b - a >= 0.9 for a, b in zip(arrivals, arrivals[5:], strict=False))
 
 
 def test_a_429_pauses_every_worker() -> None:

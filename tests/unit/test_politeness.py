@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from typing import cast
 
 import pytest
 
@@ -36,15 +37,45 @@ def hammer(gate: RequestGate, threads: int, each: int, hold_s: float = 0.0) -> t
     return sorted(starts), held[1]
 
 
+class FakeTime:
+    """A clock that moves only when the gate waits: the schedule is checked exactly, whatever the load."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        self.now += seconds
+        return False  # not stopped
+
+
+def starts_of(rate: float, count: int) -> list[float]:
+    fake = FakeTime()
+    gate = RequestGate(8, rate, stop=cast(threading.Event, fake), clock=fake.clock)
+    starts = []
+    for _ in range(count):
+        with gate.slot(None):
+            starts.append(fake.now)
+    return starts
+
+
 def test_no_more_than_the_rate_in_any_second() -> None:
-    starts, _ = hammer(RequestGate(8, 10.0), threads=6, each=5)
-    assert len(starts) == 30
-    assert all(b - a >= 0.999 for a, b in zip(starts, starts[10:], strict=False))
+    starts = starts_of(10.0, 35)
+    assert all(b - a >= 1.0 for a, b in zip(starts, starts[10:], strict=False))
+    assert starts[9] - starts[0] < 1.0  # a burst of ten is allowed at once, then one per window
 
 
 def test_a_rate_below_one_spaces_single_requests() -> None:
-    starts, _ = hammer(RequestGate(2, 4.0 / 3), threads=2, each=2)  # burst 1, one per 0.75 s
-    assert all(b - a >= 0.74 for a, b in itertools.pairwise(starts))
+    starts = starts_of(4.0 / 3, 5)  # burst 1, one per 0.75 s
+    assert all(b - a == pytest.approx(0.75) for a, b in itertools.pairwise(starts))
+
+
+def test_threads_share_the_rate() -> None:
+    starts, _ = hammer(RequestGate(8, 10.0), threads=6, each=3)
+    assert len(starts) == 18
+    assert starts[-1] - starts[0] >= 0.9  # 18 starts at 10 a second cannot all fit in one second
 
 
 def test_no_more_than_max_concurrent_in_flight() -> None:
