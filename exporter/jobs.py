@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.models import Invalid, _as_int
+from exporter.models import Invalid, _as_int, record_id_or_invalid
 
 JOB_STATES = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")
 TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "timeout"})
@@ -142,16 +142,9 @@ def _running_agent(raw: Any) -> tuple[str | None, str | None] | None:
 
 def parse_job(record: Any) -> Job | Invalid:
     """Validate one BenchmarkJobView; unknown fields are ignored, the few we use enforced."""
-    if not isinstance(record, dict):
-        return Invalid("job_not_an_object", None, f"a {type(record).__name__} in the jobs list")
-    raw_id = record.get("id")
-    if raw_id is None:
-        return Invalid("job_missing_field", None, "id is missing")
-    if not isinstance(raw_id, str) or not raw_id or len(raw_id) > 256:
-        return Invalid("job_invalid_id", None, "id is not a non-empty string")
-    for field in ("state", "create_time_ms"):
-        if field not in record:
-            return Invalid("job_missing_field", raw_id, f"{field} is missing")
+    raw_id = record_id_or_invalid(record, listing="jobs", required=("state", "create_time_ms"), prefix="job_")
+    if isinstance(raw_id, Invalid):
+        return raw_id
     state = record["state"]
     if not isinstance(state, str) or not _STATE_PATTERN.fullmatch(state):
         return Invalid("job_invalid_state", raw_id, "state is not a lowercase word")

@@ -85,20 +85,31 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def parse_run(record: Any) -> Run | Invalid:
-    """Validate one BenchmarkRunView; unknown fields are ignored, required ones enforced."""
+def record_id_or_invalid(
+    record: Any, *, listing: str, required: tuple[str, ...], prefix: str = ""
+) -> str | Invalid:
+    """The id of a listed record whose required fields are all present, or why it is invalid.
+
+    Shared by runs and jobs; `prefix` keeps their invalid reasons apart ("job_missing_field").
+    """
     if not isinstance(record, dict):
-        return Invalid("not_an_object", None, f"a {type(record).__name__} in the runs list")
+        return Invalid(f"{prefix}not_an_object", None, f"a {type(record).__name__} in the {listing} list")
     raw_id = record.get("id")
     if raw_id is None:
-        return Invalid("missing_field", None, "id is missing")
+        return Invalid(f"{prefix}missing_field", None, "id is missing")
     if not isinstance(raw_id, str) or not raw_id or len(raw_id) > 256:
-        return Invalid("invalid_id", None, "id is not a non-empty string")
-    run_id = raw_id
-
-    for field in ("state", "start_time_ms", "metadata"):
+        return Invalid(f"{prefix}invalid_id", None, "id is not a non-empty string")
+    for field in required:
         if field not in record:
-            return Invalid("missing_field", run_id, f"{field} is missing")
+            return Invalid(f"{prefix}missing_field", raw_id, f"{field} is missing")
+    return raw_id
+
+
+def parse_run(record: Any) -> Run | Invalid:
+    """Validate one BenchmarkRunView; unknown fields are ignored, required ones enforced."""
+    run_id = record_id_or_invalid(record, listing="runs", required=("state", "start_time_ms", "metadata"))
+    if isinstance(run_id, Invalid):
+        return run_id
 
     state = record["state"]
     if not isinstance(state, str) or not _STATE_PATTERN.fullmatch(state):

@@ -98,11 +98,6 @@ class IncrementalSync:
         """The state held between syncs (for tests and benchmarks)."""
         return self._ledger
 
-    @property
-    def costs(self) -> Costs:
-        """What requests were measured to cost (for tests and benchmarks)."""
-        return self._costs
-
     def _grouping(self, run: Run) -> GroupKey | None:
         # A server that ignores the benchmark_id filter must not make one benchmark's runs count twice.
         if self._benchmark_id is not None and run.benchmark_id != self._benchmark_id:
