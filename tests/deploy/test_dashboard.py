@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.support import CONTRACT, DASHBOARD_FILE, DASHBOARD_LINK, metric_names, run
+from tests.deploy.support import (
+    CONTRACT,
+    DASHBOARD_FILE,
+    DASHBOARD_LINK,
+    RULES_FILE,
+    load_yaml,
+    metric_names,
+    run,
+)
 
 DASHBOARD: dict[str, Any] = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
 PANELS: list[dict[str, Any]] = [p for p in DASHBOARD["panels"] if p["type"] != "row"]
@@ -130,8 +138,9 @@ def test_query_uses_only_known_variables_and_metrics(panel: dict[str, Any], targ
     names = metric_names(expr)
     assert names, f"{panel['title']}: no runloop metric"
     assert names <= CONTRACT, f"{panel['title']}: {names - CONTRACT}"
-    # Benchmark panels follow the picker. (runloop_benchmark_info may appear unfiltered to join names.)
-    selectors = re.findall(r"(runloop_benchmark_[a-z_]+)(\{[^}]*\})?", expr)
+    # Benchmark and agent panels follow the picker. (runloop_benchmark_info may appear unfiltered to join
+    # names.)
+    selectors = re.findall(r"(runloop_(?:benchmark|agent)_[a-z_]+)(\{[^}]*\})?", expr)
     for name, selector in selectors:
         if name != "runloop_benchmark_info" or "by (benchmark_id, benchmark_name)" not in expr:
             assert BENCHMARK_FILTER in selector, f"{panel['title']}: {name}{selector} ignores $benchmark"
@@ -186,3 +195,75 @@ def test_per_benchmark_series_are_named_not_numbered() -> None:
         assert target["legendFormat"] == "{{benchmark_name}}", panel["title"]
     for panel, target in TARGETS:
         assert "benchmark_id" not in target["legendFormat"], panel["title"]
+
+
+def row_panels(title: str) -> list[dict[str, Any]]:
+    """The panels under a row: below it and above the next row."""
+    rows = sorted((p["gridPos"]["y"], p["title"]) for p in DASHBOARD["panels"] if p["type"] == "row")
+    (top,) = [y for y, name in rows if name == title]
+    below = [y for y, _ in rows if y > top]
+    bottom = min(below) if below else 10**9
+    return [p for p in PANELS if top < p["gridPos"]["y"] < bottom]
+
+
+def _flat(expr: str) -> str:
+    """An expression without whitespace and without the benchmark filter, to compare with a rule."""
+    expr = expr.replace("{" + BENCHMARK_FILTER + "}", "").replace(", " + BENCHMARK_FILTER, "")
+    return re.sub(r"\s+", "", expr)
+
+
+def test_agents_row_has_leaderboard_trend_outcomes_and_failures() -> None:
+    """Issue 10's row: leaderboard, score over time, scenario outcomes by state, top exception types."""
+    panels = row_panels("Agents and models")
+    exprs = {p["type"]: "\n".join(t["expr"] for t in p["targets"]) for p in panels}
+    assert len(panels) == 4
+    leaderboard = exprs["table"]
+    assert "runloop_agent_last_benchmark_run_score" in leaderboard
+    assert "runloop_agent_benchmark_run_score_sum" in leaderboard
+    assert "runloop_agent_last_benchmark_run_score" in exprs["timeseries"]
+    bars = [p for p in panels if p["type"] == "bargauge"]
+    outcomes = "\n".join(
+        t["expr"] for p in bars for t in p["targets"] if "runloop_agent_scenarios" in t["expr"]
+    )
+    for state in ("completed", "failed", "timeout"):
+        assert f'runloop_agent_scenarios{{state="{state}", {BENCHMARK_FILTER}}}' in outcomes
+    failures = [
+        t["expr"] for p in bars for t in p["targets"] if "runloop_agent_scenario_failures" in t["expr"]
+    ]
+    assert failures
+    assert all(f.startswith("topk(") and "by (exception_type)" in f for f in failures)
+    for panel in panels:
+        assert all(t["expr"] for t in panel["targets"])
+        for target in panel["targets"]:
+            if panel["type"] != "table":
+                assert "agent_name" in target["legendFormat"] or "exception_type" in target["legendFormat"]
+
+
+def test_leaderboard_mean_is_the_alerts_mean() -> None:
+    """The 7-day mean shown is the one RunloopAgentScoreRegression compares with (sum and count of the
+    score histogram: now minus the window's lowest), so the table explains the alert."""
+    (table,) = [p for p in row_panels("Agents and models") if p["type"] == "table"]
+    rule = next(
+        r
+        for g in load_yaml(RULES_FILE)["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "RunloopAgentScoreRegression"
+    )
+    alert = _flat(rule["expr"])
+    refs = {t["refId"]: _flat(t["expr"]) for t in table["targets"]}
+    for metric in ("runloop_agent_benchmark_run_score_sum", "runloop_agent_benchmark_run_score_count"):
+        delta = f"maxwithout(instance,pod)({metric})-minwithout(instance,pod)(min_over_time({metric}[7d]))"
+        assert delta in alert, f"the rule no longer reads {metric} this way: update the dashboard with it"
+        assert delta in refs["B"], metric
+    assert refs["B"].startswith("((maxwithout(instance,pod)(runloop_agent_benchmark_run_score_sum)")
+    assert "/((maxwithout(instance,pod)(runloop_agent_benchmark_run_score_count)" in refs["B"]
+    assert refs["A"].startswith("maxwithout(instance,pod)(runloop_agent_last_benchmark_run_score)")
+    assert alert.startswith("maxwithout(instance,pod)(runloop_agent_last_benchmark_run_score)")
+    assert "min_over_time(runloop_agent_benchmark_run_score_count[7d])" in refs["C"]
+    # One row per benchmark, agent and model: the three queries are merged into one table.
+    assert [t["format"] for t in table["targets"]] == ["table"] * 3
+    assert all(t["instant"] for t in table["targets"])
+    assert table["transformations"][0]["id"] == "merge"
+    renamed = table["transformations"][1]["options"]["renameByName"]
+    assert renamed["Value #B"] == "Mean score (7 days)"
+    assert "the RunloopAgentScoreRegression alert compares" in table["description"]
