@@ -13,7 +13,7 @@ import bcrypt
 import pytest
 import trustme
 
-from exporter.webconfig import BasicAuth, ClientAuth, WebConfig, WebConfigError, load_web_config
+from exporter.http.webconfig import BasicAuth, ClientAuth, WebConfig, WebConfigError, load_web_config
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
 

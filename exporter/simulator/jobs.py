@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from exporter.simulator import World
+    from exporter.simulator.world import World
 
 JOB_STATES = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout"})

@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Final, Literal, NotRequired, Self, TypedDict, cast, get_args
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from exporter.simjobs import ApiError, JobStore
+from exporter.simulator.jobs import ApiError, JobStore
 
 __all__ = [
     "DEFAULT_API_KEY",

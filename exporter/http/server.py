@@ -42,11 +42,12 @@ from typing import Any, Literal
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from exporter import __version__, status
+from exporter import __version__
 from exporter.exposition import Rendered
-from exporter.webconfig import BasicAuth, Signature, WebConfig, WebConfigError, load_web_config
+from exporter.http import status
+from exporter.http.webconfig import BasicAuth, Signature, WebConfig, WebConfigError, load_web_config
 
-log = structlog.get_logger("exporter.server")
+log = structlog.get_logger("exporter.http.server")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 """Paths served without basic auth: Kubernetes probes carry no credentials."""
@@ -80,7 +81,7 @@ _OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 class State:
     """What the server shows; swapped by the sync job, read by any number of request threads.
 
-    `page` is the status page at `/`, rendered by the sync job (see exporter.status): a request copies it.
+    `page` is the status page at `/`, rendered by the sync job (see exporter.http.status): a request copies it.
     """
 
     def __init__(self, self_metrics: Callable[[], bytes], *, demo: bool = False) -> None:
