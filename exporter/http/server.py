@@ -45,7 +45,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from exporter import __version__
 from exporter.exposition import Rendered
 from exporter.http import status
-from exporter.http.webconfig import BasicAuth, Signature, WebConfig, WebConfigError, load_web_config
+from exporter.http.auth import BasicAuth
+from exporter.http.errors import WebConfigError
+from exporter.http.webconfig import Signature, WebConfig, load_web_config
 
 log = structlog.get_logger("exporter.http.server")
 
