@@ -24,7 +24,7 @@ from pathlib import Path
 
 from exporter.api import RetryPolicy, RunloopClient
 from exporter.exposition import Rendered, render_registry
-from exporter.http.server import State
+from exporter.http.state import State
 from exporter.job import SyncJob
 from exporter.logs import configure
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World

@@ -38,7 +38,8 @@ from exporter.api import (
 from exporter.apikey import ApiKey
 from exporter.exposition import render_registry
 from exporter.http.errors import WebConfigError
-from exporter.http.server import Limits, MetricsServer, State
+from exporter.http.server import Limits, MetricsServer
+from exporter.http.state import State
 from exporter.http.webconfig import load_web_config
 from exporter.job import SyncJob, explain
 from exporter.labels import FoldCounting, RunLabels, make_grouping

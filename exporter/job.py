@@ -25,7 +25,7 @@ from exporter.api import (
 )
 from exporter.exposition import Rendered
 from exporter.http import status
-from exporter.http.server import State
+from exporter.http.state import State
 from exporter.logs import REDACTOR
 from exporter.sync import Sync
 from exporter.telemetry import Telemetry

@@ -13,7 +13,7 @@ from exporter.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_sna
 from exporter.api import RunloopClient, TransientError
 from exporter.apikey import ApiKey
 from exporter.http import status
-from exporter.http.server import State
+from exporter.http.state import State
 from exporter.job import SyncJob
 from exporter.models import Run
 from exporter.telemetry import Telemetry
