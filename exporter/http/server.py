@@ -318,11 +318,8 @@ class MetricsServer:
         assert isinstance(sock, ssl.SSLSocket)
         try:
             sock.do_handshake()
-        except ssl.SSLWantReadError:
-            self._watch(conn, selectors.EVENT_READ)
-            return
-        except ssl.SSLWantWriteError:
-            self._watch(conn, selectors.EVENT_WRITE)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+            self._watch(conn, _waits_for(exc, selectors.EVENT_READ))
             return
         except OSError as exc:
             reason = getattr(exc, "reason", None)
@@ -345,11 +342,8 @@ class MetricsServer:
             conn.scanned = max(len(conn.buf) - 3, 0)
             try:
                 data = conn.sock.recv(_SEND_CHUNK)
-            except (BlockingIOError, ssl.SSLWantReadError):
-                self._watch(conn, selectors.EVENT_READ)
-                return
-            except ssl.SSLWantWriteError:
-                self._watch(conn, selectors.EVENT_WRITE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+                self._watch(conn, _waits_for(exc, selectors.EVENT_READ))
                 return
             if not data:
                 self._close(conn)
@@ -437,11 +431,8 @@ class MetricsServer:
                 return
             try:
                 sent = conn.sock.send(view[:_SEND_CHUNK])
-            except (BlockingIOError, ssl.SSLWantWriteError):
-                self._watch(conn, selectors.EVENT_WRITE)
-                return
-            except ssl.SSLWantReadError:
-                self._watch(conn, selectors.EVENT_READ)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+                self._watch(conn, _waits_for(exc, selectors.EVENT_WRITE))
                 return
             if sent >= len(view):
                 conn.out.popleft()
@@ -508,6 +499,16 @@ class MetricsServer:
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_WR)
         conn.sock.close()
+
+
+def _waits_for(blocked: OSError, own: int) -> int:
+    """The event a call that would block waits for: its own direction, unless TLS needs the other one
+    (a TLS read may have to write first, and a write may have to read)."""
+    if isinstance(blocked, ssl.SSLWantReadError):
+        return selectors.EVENT_READ
+    if isinstance(blocked, ssl.SSLWantWriteError):
+        return selectors.EVENT_WRITE
+    return own
 
 
 def _peer(address: Any) -> str:
