@@ -18,9 +18,10 @@ from exporter.http.auth import BasicAuth
 from exporter.http.errors import WebConfigError
 from exporter.http.webconfig import Signature, WebConfig, load_web_config
 
-log = structlog.get_logger("exporter.http.server")
+log = structlog.get_logger(__name__)
 
 RELOAD_CHECK_INTERVAL_S = 1.0
+"""How often a request may stat the config's files; between checks the protection in force is used."""
 
 
 @dataclass(frozen=True)
