@@ -12,8 +12,9 @@ import time
 from exporter.api import RunloopClient
 from exporter.cli import build_sync
 from exporter.exposition import Rendered, render_registry
+from exporter.http.server import MetricsServer
+from exporter.http.state import State
 from exporter.logs import configure
-from exporter.server import MetricsServer, State
 from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY
 from exporter.telemetry import Telemetry

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from exporter.api import RetryPolicy, RunloopClient
 from exporter.exposition import Rendered, render_registry
+from exporter.http.state import State
 from exporter.job import SyncJob
 from exporter.logs import configure
-from exporter.server import State
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry

@@ -7,13 +7,13 @@ registered with the log redactor.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 import structlog
 from pydantic import SecretStr
 
+from exporter.filestamp import FileStamp, file_stamp
 from exporter.logs import REDACTOR
 from exporter.settings import read_key_file
 
@@ -28,7 +28,7 @@ class ApiKey:
             raise ValueError("give exactly one of a key value or a key file")
         self._path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: FileStamp | None = None
         self._problem: str | None = None  # the last read error logged, so that it is logged once
         self._key = SecretStr("")
         if value is not None:
@@ -43,8 +43,7 @@ class ApiKey:
     def _reload(self) -> None:
         assert self._path is not None
         try:
-            stat = os.stat(self._path)
-            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            stamp = file_stamp(self._path)
             if stamp == self._stamp:
                 return
             key = read_key_file(self._path)

@@ -37,18 +37,20 @@ from exporter.api import (
 )
 from exporter.apikey import ApiKey
 from exporter.exposition import render_registry
+from exporter.http.errors import WebConfigError
+from exporter.http.server import Limits, MetricsServer
+from exporter.http.state import State
+from exporter.http.webconfig import load_web_config
 from exporter.job import SyncJob, explain
 from exporter.labels import FoldCounting, RunLabels, make_grouping
 from exporter.logs import configure
 from exporter.models import RUNNING, Invalid, parse_run
 from exporter.politeness import RequestGate
-from exporter.server import Limits, MetricsServer, State
 from exporter.settings import Settings, SettingsError, describe, load_invocation
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Latency, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync, SyncConfig
 from exporter.sync.jobs import JobsSync, WithJobs
 from exporter.telemetry import Telemetry
-from exporter.webconfig import WebConfigError, load_web_config
 
 log = structlog.get_logger("exporter")
 

@@ -1,7 +1,7 @@
 """One sync cycle as the scheduler runs it: time it, swap the snapshot, record the outcome.
 
 Failures never reach the scheduler: the last good snapshot keeps being served, `runloop_up` drops to
-0, and the next interval tries again. Each sync also renders the status page (exporter.status): the
+0, and the next interval tries again. Each sync also renders the status page (exporter.http.status): the
 table once per published snapshot, the "last sync" part after every sync, so requests only copy bytes.
 """
 
@@ -11,7 +11,6 @@ import time
 
 import structlog
 
-from exporter import status
 from exporter.api import (
     ApiError,
     AuthError,
@@ -25,8 +24,9 @@ from exporter.api import (
     TransientError,
 )
 from exporter.exposition import Rendered
+from exporter.http import status
+from exporter.http.state import State
 from exporter.logs import REDACTOR
-from exporter.server import State
 from exporter.sync import Sync
 from exporter.telemetry import Telemetry
 

@@ -9,13 +9,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from exporter import status
 from exporter.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
 from exporter.api import RunloopClient, TransientError
 from exporter.apikey import ApiKey
+from exporter.http import status
+from exporter.http.state import State
 from exporter.job import SyncJob
 from exporter.models import Run
-from exporter.server import State
 from exporter.telemetry import Telemetry
 
 NOW = 1_700_000_000.0

@@ -13,7 +13,10 @@ import bcrypt
 import pytest
 import trustme
 
-from exporter.webconfig import BasicAuth, ClientAuth, WebConfig, WebConfigError, load_web_config
+from exporter.http.auth import BasicAuth
+from exporter.http.errors import WebConfigError
+from exporter.http.tls import ClientAuth
+from exporter.http.webconfig import WebConfig, load_web_config
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
 

@@ -18,24 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from exporter.simulator.wire import MAX_LIMIT, SimulatedApiError
+
 if TYPE_CHECKING:
-    from exporter.simulator import World
+    from exporter.simulator.world import World
 
 JOB_STATES = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
 EXCEPTION_TYPES = ("AssertionError", "ModuleNotFoundError", "SyntaxError", "RuntimeError", "KeyError")
-MAX_LIMIT = 5000
 
 Agent = tuple[str, str | None]
-
-
-class ApiError(Exception):
-    """A request the API refuses: becomes an HTTP status with ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass
@@ -322,14 +314,16 @@ class JobStore:
     def list_page(self, *, limit: int, starting_after: str | None, include_total_count: bool) -> bytes:
         """`GET /v1/benchmark_jobs`: one page after the cursor job, in the World's order."""
         if not 1 <= limit <= MAX_LIMIT:
-            raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}")
+            raise SimulatedApiError(400, f"limit must be between 1 and {MAX_LIMIT}")
         with self._lock:
             ordered = self._ordered()
             pos = 0
             if starting_after is not None:
                 job = self._jobs.get(starting_after)
                 if job is None or job.slot not in self._by_slot:
-                    raise ApiError(400, f"starting_after: no benchmark job with id {starting_after!r}")
+                    raise SimulatedApiError(
+                        400, f"starting_after: no benchmark job with id {starting_after!r}"
+                    )
                 pos = ordered.index(job.slot) + 1 if self._order_of() == "shuffled" else self._after(job.slot)
             page = ordered[pos : pos + limit]
             has_more = pos + limit < len(ordered)

@@ -1,7 +1,7 @@
-"""The HTTP side: /metrics, /healthz, /readyz and the status page, optionally behind TLS and basic auth.
+"""The HTTP server's event loop: connections, TLS handshakes, deadlines; the routes are in routes.py.
 
-Nothing here does I/O to Runloop: a scrape copies the pre-rendered snapshot and appends the small
-self-metrics, so scrapes never wait for a sync and never see half of one.
+Nothing here does I/O to Runloop: a scrape copies the pre-rendered snapshot (exporter.http.state) and
+appends the small self-metrics, so scrapes never wait for a sync and never see half of one.
 
 Hostile or broken clients must not starve it (see "Failure modes" in the README), so no connection
 owns a thread. One event-loop thread accepts connections, does TLS handshakes without blocking, reads
@@ -11,19 +11,18 @@ request head reaches one of a few worker threads, which build the response (basi
 there, since bcrypt is slow); /healthz and /readyz are answered by the loop itself, so probes get
 through even while every worker is busy. Connections are capped: past the cap, the one that has waited
 longest without a request being served is closed to make room, so a flood of idle connections cannot
-lock probes or Prometheus out.
+lock probes or Prometheus out. The web config in force is reloaded when its files change
+(exporter.http.protection).
 
-Like exporter-toolkit, the server notices when the web config file or a certificate it names changes
-(cert-manager rotating a Secret) and loads it again; a broken new version is logged and the previous
-one kept.
+Long because the loop is one state machine: each connection moves through sniff, handshake, head, busy,
+write, idle and drain, and every step of it reads and writes the same selector registrations, deadlines
+and waiting list; split across modules, the transitions would no longer be readable in one place.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
-import io
 import re
 import selectors
 import socket
@@ -31,27 +30,21 @@ import ssl
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, Literal
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST
 
-from exporter import __version__, status
-from exporter.exposition import Rendered
-from exporter.webconfig import BasicAuth, Signature, WebConfig, WebConfigError, load_web_config
+from exporter.http.protection import Protection, WatchedProtection
+from exporter.http.routes import Handler, Response, is_probe
+from exporter.http.state import State
+from exporter.http.webconfig import WebConfig
 
-log = structlog.get_logger("exporter.server")
+log = structlog.get_logger("exporter.http.server")
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
-"""Paths served without basic auth: Kubernetes probes carry no credentials."""
-REALM = "runloop-exporter"
-RELOAD_CHECK_INTERVAL_S = 1.0
 MAX_HEAD_BYTES = 16384
 """Request line and headers together; a Prometheus scrape sends a few hundred bytes."""
 WORKERS = 4
@@ -77,24 +70,6 @@ _CLIENT_CERT_REASONS = {"PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_VERIFY
 _OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
-class State:
-    """What the server shows; swapped by the sync job, read by any number of request threads.
-
-    `page` is the status page at `/`, rendered by the sync job (see exporter.status): a request copies it.
-    """
-
-    def __init__(self, self_metrics: Callable[[], bytes], *, demo: bool = False) -> None:
-        self.rendered: Rendered | None = None
-        self.self_metrics = self_metrics
-        self.demo = demo
-        self.page: bytes = status.render(demo=demo, last=None, table=None)
-
-    @property
-    def ready(self) -> bool:
-        """True once a sync has succeeded (a snapshot exists)."""
-        return self.rendered is not None
-
-
 @dataclass(frozen=True)
 class Limits:
     """How long and how many clients may hold the server (the settings of the same names)."""
@@ -102,144 +77,6 @@ class Limits:
     read_header_timeout_s: float = 10.0
     idle_timeout_s: float = 120.0
     max_connections: int = 512
-
-
-@dataclass(frozen=True)
-class _Response:
-    parts: tuple[bytes, ...]
-    close: bool
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """One request, parsed from a complete head in memory; the response is collected, not written."""
-
-    server: MetricsServer  # type: ignore[assignment]
-    protocol_version = "HTTP/1.1"
-    server_version = f"runloop-exporter/{__version__}"
-
-    _headers_from_config: Mapping[str, str] = {}
-
-    def __init__(self, head: bytes, server: MetricsServer, peer: Any) -> None:  # no socket: no super()
-        self.server = server
-        self.client_address = peer
-        self.rfile = io.BytesIO(head)
-        self._out = io.BytesIO()
-        self.wfile = self._out
-        self.body: tuple[bytes, ...] = ()
-        self.close_connection = True
-        self.handle_one_request()
-
-    def response(self) -> _Response:
-        """What to send back, and whether to close the connection after it."""
-        headers = getattr(self, "headers", None)
-        has_body = headers is not None and (
-            headers.get("Transfer-Encoding") or headers.get("Content-Length", "0").strip() not in ("", "0")
-        )
-        # A GET carries no body; one that does is not read, so the connection is out of step: close it.
-        return _Response((self._out.getvalue(), *self.body), self.close_connection or bool(has_body))
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        protection = self.server.protection()
-        self._headers_from_config = protection.web.headers if protection else {}
-        if (
-            protection
-            and path not in PUBLIC_PATHS
-            and not protection.allows(self.headers.get("Authorization"))
-        ):
-            self._unauthorized()
-        elif path == "/metrics":
-            self._metrics()
-        elif path == "/healthz":
-            self._send(200, (b"ok\n",), "text/plain; charset=utf-8")
-        elif path == "/readyz":
-            if self.server.state.ready:
-                self._send(200, (b"ready\n",), "text/plain; charset=utf-8")
-            else:
-                self._send(
-                    503, (b"not ready: the first sync has not succeeded yet\n",), "text/plain; charset=utf-8"
-                )
-        elif path == "/":
-            csp = (
-                {}
-                if "content-security-policy" in {h.lower() for h in self._headers_from_config}
-                else {"Content-Security-Policy": status.CONTENT_SECURITY_POLICY}
-            )
-            self._send(200, (self.server.state.page,), "text/html; charset=utf-8", extra=csp)
-        else:
-            self._send(404, (b"not found\n",), "text/plain; charset=utf-8")
-
-    def _metrics(self) -> None:
-        state = self.server.state
-        rendered = state.rendered  # one read of the reference: a scrape sees one snapshot
-        tail = state.self_metrics()
-        compress = "gzip" in self.headers.get("Accept-Encoding", "")
-        if rendered is None:
-            parts: tuple[bytes, ...] = (_gzip(tail) if compress else tail,)
-        else:
-            parts = rendered.parts(tail, gzip=compress)
-        self._send(200, parts, CONTENT_TYPE_LATEST, gzip=compress)
-
-    def _unauthorized(self) -> None:
-        self._send(
-            401,
-            (b"unauthorized\n",),
-            "text/plain; charset=utf-8",
-            extra={"WWW-Authenticate": f'Basic realm="{REALM}"'},
-        )
-
-    def _send(
-        self,
-        status: int,
-        body: tuple[bytes, ...],
-        content_type: str,
-        *,
-        gzip: bool = False,
-        extra: Mapping[str, str] | None = None,
-    ) -> None:
-        self.send_response(status)
-        for name, value in {**self._headers_from_config, **(extra or {})}.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(sum(map(len, body))))
-        if gzip:
-            self.send_header("Content-Encoding", "gzip")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.body = body
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Access logs are noise for an exporter scraped every few seconds."""
-
-
-def _gzip(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=6)
-
-
-def _is_probe(head: bytes) -> bool:
-    """Whether a request head asks for /healthz or /readyz (answered by the loop, never queued)."""
-    words = head.split(b"\r\n", 1)[0].split(b"\n", 1)[0].split()
-    return len(words) >= 2 and words[1].split(b"?", 1)[0].decode("latin-1") in PUBLIC_PATHS
-
-
-@dataclass(frozen=True)
-class Protection:
-    """A loaded web config with the basic-auth checker (and its cache) that belongs to it."""
-
-    web: WebConfig
-    auth: BasicAuth | None
-
-    @classmethod
-    def of(cls, web: WebConfig) -> Protection:
-        """Protection for a freshly loaded config (a new config gets a fresh cache)."""
-        return cls(web, BasicAuth(web.users) if web.users else None)
-
-    def allows(self, authorization: str | None) -> bool:
-        """Whether a request with this Authorization header may see protected paths."""
-        return self.auth is None or self.auth.check(authorization)
 
 
 Phase = Literal["sniff", "handshake", "head", "idle", "busy", "write", "drain"]
@@ -278,11 +115,8 @@ class MetricsServer:
         self.state = state
         self.limits = limits or Limits()
         self._on_close = on_close or (lambda reason: None)
-        self._protection = Protection.of(web) if web else None
+        self._watched = WatchedProtection(web) if web else None
         self._tls = web is not None and web.ssl_context is not None
-        self._reload_lock = threading.Lock()
-        self._next_reload_check = time.monotonic() + RELOAD_CHECK_INTERVAL_S
-        self._rejected_signature: Signature | None = None
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -304,7 +138,7 @@ class MetricsServer:
         self._accept_again_at = 0.0
         self._waiting: OrderedDict[_Conn, None] = OrderedDict()  # every conn not with a worker, oldest first
         self._busy = 0
-        self._done: SimpleQueue[tuple[_Conn, _Response | None]] = SimpleQueue()
+        self._done: SimpleQueue[tuple[_Conn, Response | None]] = SimpleQueue()
         self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="http-worker")
         self._ready: list[_Conn] = []  # connections with data already buffered (pipelined, or in TLS)
         self._next_sweep = 0.0
@@ -316,8 +150,8 @@ class MetricsServer:
 
     def start(self) -> threading.Thread:
         """Serve in a background thread."""
-        if self._protection is not None:
-            web = self._protection.web
+        if self._watched is not None:
+            web = self._watched.latest.web
             log.info(
                 "web config loaded",
                 path=str(web.source),
@@ -376,36 +210,8 @@ class MetricsServer:
     # --- web config ------------------------------------------------------------------------------
 
     def protection(self) -> Protection | None:
-        """The protection in force, reloaded when a file it came from changed (checked once a second)."""
-        current = self._protection
-        if current is None or current.web.source is None or time.monotonic() < self._next_reload_check:
-            return current
-        with self._reload_lock:
-            current = self._protection
-            if current is None or current.web.source is None or time.monotonic() < self._next_reload_check:
-                return current  # another thread checked while this one waited
-            self._next_reload_check = time.monotonic() + RELOAD_CHECK_INTERVAL_S
-            signature = current.web.current_signature()
-            if signature not in (current.web.signature, self._rejected_signature):
-                self._protection = self._reload(current.web, current.web.source, signature) or current
-            return self._protection
-
-    def _reload(self, old: WebConfig, source: Path, signature: Signature) -> Protection | None:
-        try:
-            new = load_web_config(source)
-        except WebConfigError as exc:
-            self._rejected_signature = signature  # tried again once a file changes again
-            log.error("web config reload failed; keeping the previous one", error=str(exc))
-            return None
-        if (new.tls is None) != (old.tls is None):
-            self._rejected_signature = signature
-            log.error(
-                "web config reload would turn TLS on or off; keeping the previous one (restart to change it)",
-                path=str(source),
-            )
-            return None
-        log.info("web config reloaded", path=str(source), basic_auth_users=len(new.users))
-        return Protection.of(new)
+        """The protection in force, loaded again when a file it came from changed (checked once a second)."""
+        return self._watched.current() if self._watched else None
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -512,11 +318,8 @@ class MetricsServer:
         assert isinstance(sock, ssl.SSLSocket)
         try:
             sock.do_handshake()
-        except ssl.SSLWantReadError:
-            self._watch(conn, selectors.EVENT_READ)
-            return
-        except ssl.SSLWantWriteError:
-            self._watch(conn, selectors.EVENT_WRITE)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+            self._watch(conn, _waits_for(exc, selectors.EVENT_READ))
             return
         except OSError as exc:
             reason = getattr(exc, "reason", None)
@@ -526,8 +329,7 @@ class MetricsServer:
                 log.debug("tls handshake failed", peer=_peer(conn.peer), error=str(exc))
             self._close_gently(conn)
             return
-        protection = self._protection
-        tls = protection.web.tls if protection else None
+        tls = self._watched.latest.web.tls if self._watched else None
         if tls is not None and not tls.allows_peer(sock.getpeercert()):
             log.warning("client certificate refused: none of client_allowed_sans", peer=_peer(conn.peer))
             self._close_gently(conn)
@@ -540,11 +342,8 @@ class MetricsServer:
             conn.scanned = max(len(conn.buf) - 3, 0)
             try:
                 data = conn.sock.recv(_SEND_CHUNK)
-            except (BlockingIOError, ssl.SSLWantReadError):
-                self._watch(conn, selectors.EVENT_READ)
-                return
-            except ssl.SSLWantWriteError:
-                self._watch(conn, selectors.EVENT_WRITE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+                self._watch(conn, _waits_for(exc, selectors.EVENT_READ))
                 return
             if not data:
                 self._close(conn)
@@ -560,13 +359,13 @@ class MetricsServer:
         end = _HEAD_END.search(conn.buf, conn.scanned)
         if end is None or end.end() > MAX_HEAD_BYTES:
             conn.buf.clear()
-            self._start_write(conn, _Response((_HEAD_TOO_LARGE,), close=True))
+            self._start_write(conn, Response((_HEAD_TOO_LARGE,), close=True))
             return
         head = bytes(conn.buf[: end.end()])
         del conn.buf[: end.end()]
         conn.scanned = 0
-        if _is_probe(head):
-            self._start_write(conn, _Handler(head, self, conn.peer).response())
+        if is_probe(head):
+            self._start_write(conn, Handler(head, self, conn.peer).response())
             return
         self._unwatch(conn)
         del self._waiting[conn]
@@ -576,9 +375,9 @@ class MetricsServer:
 
     def _work(self, conn: _Conn, head: bytes) -> None:
         """In a worker thread: build the response; the loop sends it."""
-        response: _Response | None = None
+        response: Response | None = None
         try:
-            response = _Handler(head, self, conn.peer).response()
+            response = Handler(head, self, conn.peer).response()
         except Exception:
             log.exception("serving a request failed")
         self._done.put((conn, response))
@@ -606,7 +405,7 @@ class MetricsServer:
             else:
                 self._start_write(conn, response)
 
-    def _start_write(self, conn: _Conn, response: _Response) -> None:
+    def _start_write(self, conn: _Conn, response: Response) -> None:
         conn.phase = "write"
         conn.deadline = time.monotonic() + WRITE_TIMEOUT_S
         pieces: list[bytes] = []
@@ -632,11 +431,8 @@ class MetricsServer:
                 return
             try:
                 sent = conn.sock.send(view[:_SEND_CHUNK])
-            except (BlockingIOError, ssl.SSLWantWriteError):
-                self._watch(conn, selectors.EVENT_WRITE)
-                return
-            except ssl.SSLWantReadError:
-                self._watch(conn, selectors.EVENT_READ)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+                self._watch(conn, _waits_for(exc, selectors.EVENT_WRITE))
                 return
             if sent >= len(view):
                 conn.out.popleft()
@@ -703,6 +499,16 @@ class MetricsServer:
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_WR)
         conn.sock.close()
+
+
+def _waits_for(blocked: OSError, own: int) -> int:
+    """The event a call that would block waits for: its own direction, unless TLS needs the other one
+    (a TLS read may have to write first, and a write may have to read)."""
+    if isinstance(blocked, ssl.SSLWantReadError):
+        return selectors.EVENT_READ
+    if isinstance(blocked, ssl.SSLWantWriteError):
+        return selectors.EVENT_WRITE
+    return own
 
 
 def _peer(address: Any) -> str:

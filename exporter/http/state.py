@@ -1,0 +1,30 @@
+"""What the HTTP server shows: the rendered snapshot, the self-metrics and the status page.
+
+The sync job swaps these references; any number of request threads read them, each reading a reference
+once, so a scrape sees one snapshot whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from exporter.exposition import Rendered
+from exporter.http import status
+
+
+class State:
+    """What the server shows; swapped by the sync job, read by any number of request threads.
+
+    `page` is the status page at `/`, rendered by the sync job (see exporter.http.status): a request copies it.
+    """
+
+    def __init__(self, self_metrics: Callable[[], bytes], *, demo: bool = False) -> None:
+        self.rendered: Rendered | None = None
+        self.self_metrics = self_metrics
+        self.demo = demo
+        self.page: bytes = status.render(demo=demo, last=None, table=None)
+
+    @property
+    def ready(self) -> bool:
+        """True once a sync has succeeded (a snapshot exists)."""
+        return self.rendered is not None
