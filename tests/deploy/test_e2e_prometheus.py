@@ -291,7 +291,10 @@ def _fill(expr: str, benchmark_regex: str) -> str:
 
 
 def _regression_rule(groups: list[dict[str, Any]]) -> dict[str, Any]:
-    (rule,) = [r for g in groups for r in g["rules"] if r.get("alert") == "RunloopAgentScoreRegression"]
+    rules: list[dict[str, Any]] = [
+        r for g in groups for r in g["rules"] if r.get("alert") == "RunloopAgentScoreRegression"
+    ]
+    (rule,) = rules
     return rule
 
 
