@@ -189,3 +189,31 @@ def test_every_job_body_the_simulator_serves_validates_against_the_sdk() -> None
     )
     assert listing.total_count == world.jobs.count() == len(listing.jobs)
     assert all(_extras(job) == [] for job in listing.jobs)
+
+
+def test_an_ended_job_served_from_its_variant_template_is_its_own_rendering() -> None:
+    """The simulator serves ended jobs from a cached template per variant; every body must still be
+    exactly that job's own view (ids, names, times, run ids and scenario run ids its own)."""
+    from exporter.simjobs import render
+
+    world = World(seed=5)
+    ids = [
+        world.jobs.add(
+            benchmark_id=f"bmd_{i % 2}",
+            agents=AGENTS,
+            create_ms=T0 + i,
+            state=("completed", "failed", "cancelled", "timeout", "running")[i % 5],
+            n_scenarios=7,
+            seed=i % 3,  # jobs share variants, so templates are reused
+            name=f'job "{i}"',
+            secrets=SECRETS if i % 4 == 0 else None,
+        )
+        for i in range(30)
+    ]
+    for jid in ids:
+        job = world.jobs._jobs[jid]
+        assert json.loads(world.jobs.get(jid) or b"") == render(job)
+    bodies = [world.jobs.get(jid) for jid in ids]
+    assert len(set(bodies)) == len(ids)
+    listed = json.loads(world.jobs.list_page(limit=30, starting_after=None, include_total_count=True))
+    assert listed["jobs"] == world.jobs.views()  # views() renders each job afresh, in list order
