@@ -3,6 +3,7 @@ away from the run metrics, invalid jobs, caps, filters, and secrets that never l
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -297,8 +298,12 @@ def test_a_key_without_jobs_keeps_every_run_metric(status: int) -> None:
         assert len(job_requests(sim)) == 1  # not asked again before the reconcile interval
         sim.jobs_status = None
         clock.now += 3601
-        assert_jobs_exact(sync.run(), world)
+        with capture_logs() as logs:
+            assert_jobs_exact(sync.run(), world)
         assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 1
+        assert [e["event"] for e in logs if "can be read again" in e["event"]] == [
+            "benchmark jobs can be read again"
+        ]
 
 
 def test_a_failing_jobs_endpoint_keeps_the_last_jobs_figures_and_the_runs() -> None:
@@ -307,11 +312,49 @@ def test_a_failing_jobs_endpoint_keeps_the_last_jobs_figures_and_the_runs() -> N
     with Simulator(world) as sim:
         sync, _, telemetry = build(sim.url)
         good = sync.run()
-        sim.faults.fail_next(3, status=503, path_prefix="/v1/benchmark_jobs")
-        after = sync.run()
+        sim.faults.fail_next(1, status=503, path_prefix="/v1/benchmark_jobs")  # no retries here
+        with capture_logs() as logs:
+            after = sync.run()
         assert after.jobs == good.jobs
         assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 0
         assert_exact(after, world)
+        failed = [e for e in logs if e["event"] == "benchmark jobs sync failed; keeping the last figures"]
+        assert len(failed) == 1
+        assert failed[0]["error_type"] == "TransientError"
+        # Tried again at the very next sync (not at the reconcile interval), and it heals.
+        seed(world, 2, start=50)
+        sim.reset_requests()
+        assert_jobs_exact(sync.run(), world)
+        assert job_requests(sim)
+        assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 1
+
+
+def test_a_bug_in_the_jobs_part_keeps_the_last_jobs_figures_and_the_runs() -> None:
+    world = World(seed=2)
+    seed(world, 5)
+    broken = {"now": False}
+
+    def admits(benchmark_id: str | None) -> bool:
+        if broken["now"]:
+            raise RuntimeError("a bug in a filter")
+        return True
+
+    with Simulator(world) as sim:
+        sync, _, telemetry = build(sim.url, admits=admits)
+        good = sync.run()
+        seed(world, 2, start=50)  # new jobs, so the sync files (and admits) some
+        broken["now"] = True
+        with capture_logs() as logs:
+            after = sync.run()
+        assert after.jobs == good.jobs
+        assert_exact(after, world)  # the run metrics are those of now
+        assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 0
+        assert [e["event"] for e in logs if "crashed" in e["event"]] == [
+            "benchmark jobs sync crashed; keeping the last figures"
+        ]
+        broken["now"] = False
+        assert_jobs_exact(sync.run(), world)
+        assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 1
 
 
 def test_invalid_jobs_are_counted_and_logged_once_without_their_data() -> None:
@@ -328,6 +371,8 @@ def test_invalid_jobs_are_counted_and_logged_once_without_their_data() -> None:
         }
     )
     world.jobs.add_raw("not a job")
+    twice = seed(world, 1, start=10)[0]
+    world.jobs.add_raw(json.loads(world.jobs.get(twice) or b""))  # listed twice: once is a duplicate
     with Simulator(world) as sim:
         sync, _, telemetry = build(sim.url)
         with capture_logs() as logs:
@@ -339,9 +384,11 @@ def test_invalid_jobs_are_counted_and_logged_once_without_their_data() -> None:
     assert value("runloop_exporter_invalid_records_total", {"reason": "job_invalid_outcome"}) == 1
     assert value("runloop_exporter_invalid_records_total", {"reason": "job_not_an_object"}) == 1
     skipped = [e for e in logs if e["event"] == "skipped an invalid benchmark job record"]
-    assert len(skipped) == 3
+    assert len(skipped) == 4
     assert "SECRET" not in repr(logs)
+    assert value("runloop_exporter_invalid_records_total", {"reason": "job_duplicate_id"}) == 1
     valid = [v for v in world.jobs.views() if isinstance(v, dict) and v.get("name") != "SECRET-NAME"]
+    valid = list({v["id"]: v for v in valid}.values())  # the job listed twice counts once
     actual, expected = shown(snapshot), expected_job_samples(valid)
     assert actual == pytest.approx(expected)
 
