@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from exporter.simulator import Latency, Simulator, World
 
 T0 = 1_750_000_000_000
-VARIANTS = 40  # distinct score patterns (seeds); benchmarks and agents vary with them
+VARIANTS = 40  # distinct jobs but for ids and times (seed, benchmark, state): the simulator's templates
 BENCHMARKS = 10
 LIVE = 5
 DEADLINE_S = 1800.0  # RUNLOOP_EXPORTER_FULL_READ_TIMEOUT_SECONDS' default
@@ -63,7 +63,7 @@ def make_world(jobs: int, scenarios: int, agents: int) -> World:
             agents=configs,
             levels=levels,
             create_ms=T0 + i * 60_000,
-            state="running" if live else ended[(i // VARIANTS) % len(ended)],
+            state="running" if live else ended[i % VARIANTS % len(ended)],  # one state per variant
             n_scenarios=scenarios,
             seed=i % VARIANTS,
         )
