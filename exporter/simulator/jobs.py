@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import re
 import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from exporter.simulator.wire import MAX_LIMIT, SimulatedApiError
@@ -26,8 +27,20 @@ if TYPE_CHECKING:
 JOB_STATES = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
 EXCEPTION_TYPES = ("AssertionError", "ModuleNotFoundError", "SyntaxError", "RuntimeError", "KeyError")
+# Placeholders of a body template (see JobStore._body): strings no rendered view contains otherwise.
+_ID, _NAME, _RUN, _SLOT = "@@ID@@", "@@NAME@@", "@@RUN", "@@SLOT@@"
+_CREATE_MS = -987_654_321_987
+_MAX_TEMPLATES = 64
+_HOLES = re.compile(
+    f"({re.escape(_ID)}|{re.escape(_NAME)}|{re.escape(_RUN)}\\d+@|{re.escape(_SLOT)}|{_CREATE_MS})"
+)
 
 Agent = tuple[str, str | None]
+
+
+def _json_str(text: str) -> str:
+    """A string as it appears inside JSON quotes."""
+    return json.dumps(text)[1:-1]
 
 
 @dataclass
@@ -50,8 +63,10 @@ class SimJob:
     shuffle_key: int = 0
 
 
-def scenario_outcomes(job: SimJob, agent: int) -> list[dict[str, Any]]:
-    """The scenario outcomes of one agent config of a job: deterministic for its seed."""
+def scenario_outcomes(job: SimJob, agent: int, tag: str | None = None) -> list[dict[str, Any]]:
+    """The scenario outcomes of one agent config of a job: deterministic for its seed (`tag` stands in
+    for the job's slot in scenario run ids: templates put a placeholder there)."""
+    tag = f"{job.slot:06d}" if tag is None else tag
     rng = random.Random(job.seed * 1009 + agent)  # noqa: S311 - simulation
     level = job.levels[agent]
     secret = job.secrets.get("message", "")
@@ -62,7 +77,7 @@ def scenario_outcomes(job: SimJob, agent: int) -> list[dict[str, Any]]:
             "scenario_definition_id": f"scd_{job.seed % 997:03d}{number:05d}",
             "scenario_name": f"scenario-{number}",
             "duration_ms": rng.randint(1_000, 600_000),
-            "scenario_run_id": f"scr_{job.slot:06d}{agent}{number:05d}",
+            "scenario_run_id": f"scr_{tag}{agent}{number:05d}",
         }
         if draw < 0.12:
             scenario["state"] = "FAILED"
@@ -82,9 +97,9 @@ def scenario_outcomes(job: SimJob, agent: int) -> list[dict[str, Any]]:
     return out
 
 
-def outcome(job: SimJob, agent: int) -> dict[str, Any]:
+def outcome(job: SimJob, agent: int, tag: str | None = None) -> dict[str, Any]:
     """One `benchmark_outcomes` entry."""
-    scenarios = scenario_outcomes(job, agent)
+    scenarios = scenario_outcomes(job, agent, tag)
     scores = [s["score"] for s in scenarios if s["state"] == "COMPLETED"]
     name, model = job.agents[agent]
     entry: dict[str, Any] = {
@@ -105,10 +120,27 @@ def outcome(job: SimJob, agent: int) -> dict[str, Any]:
 
 def run_score(job: SimJob, agent: int) -> float | None:
     """The run's own score: the sum of scenario scores over the scenario runs, as runs report it."""
-    scenarios = scenario_outcomes(job, agent)
-    if not scenarios:
-        return None
-    return sum(s.get("score") or 0.0 for s in scenarios) / len(scenarios)
+    return _summary(job, agent)[1]
+
+
+def _summary(job: SimJob, agent: int) -> tuple[int, float | None]:
+    """(duration_ms, run score) of one agent config's run: cached per variant, since adding a hundred
+    thousand jobs of 500 scenarios would otherwise draw a billion scenario outcomes."""
+    key = (job.seed, agent, job.levels[agent], job.n_scenarios, job.secrets.get("message", ""))
+    found = _SUMMARIES.get(key)
+    if found is None:
+        scenarios = scenario_outcomes(job, agent)
+        duration = sum(s["duration_ms"] for s in scenarios) // max(len(scenarios), 1)
+        score = sum(s.get("score") or 0.0 for s in scenarios) / len(scenarios) if scenarios else None
+        found = (duration, score)
+        if len(_SUMMARIES) >= _MAX_SUMMARIES:
+            _SUMMARIES.clear()
+        _SUMMARIES[key] = found
+    return found
+
+
+_SUMMARIES: dict[tuple[Any, ...], tuple[int, float | None]] = {}
+_MAX_SUMMARIES = 100_000
 
 
 def _agent_config(job: SimJob, agent: int) -> dict[str, Any]:
@@ -125,7 +157,7 @@ def _agent_config(job: SimJob, agent: int) -> dict[str, Any]:
     return config
 
 
-def render(job: SimJob) -> dict[str, Any]:
+def render(job: SimJob, tag: str | None = None) -> dict[str, Any]:
     """The BenchmarkJobView of a job, as Runloop serves it."""
     view: dict[str, Any] = {
         "id": job.id,
@@ -146,7 +178,7 @@ def render(job: SimJob) -> dict[str, Any]:
         view["job_source"] = {"type": "scenarios", "scenario_ids": ["scd_adhoc"]}
     if job.state in ("failed", "timeout"):
         view["failure_reason"] = f"job ended {job.state} {job.secrets.get('message', '')}".strip()
-    view["benchmark_outcomes"] = [outcome(job, i) for i, done in enumerate(job.finished) if done]
+    view["benchmark_outcomes"] = [outcome(job, i, tag) for i, done in enumerate(job.finished) if done]
     view["in_progress_runs"] = [
         {
             "benchmark_run_id": job.run_ids[i],
@@ -173,6 +205,7 @@ class JobStore:
         self._by_slot: dict[int, SimJob] = {}
         self._next = 0
         self.raw: dict[int, Any] = {}  # slot -> a verbatim body (bad-data tests)
+        self._templates: dict[tuple[Any, ...], list[bytes]] = {}  # bodies of ended jobs by variant, LRU
 
     def add(
         self,
@@ -309,7 +342,7 @@ class JobStore:
             job = self._jobs.get(job_id)
             if job is None or job.slot in self.raw:
                 return None
-            return json.dumps(render(job), separators=(",", ":")).encode()
+            return self._body(job.slot)
 
     def list_page(self, *, limit: int, starting_after: str | None, include_total_count: bool) -> bytes:
         """`GET /v1/benchmark_jobs`: one page after the cursor job, in the World's order."""
@@ -329,11 +362,9 @@ class JobStore:
             has_more = pos + limit < len(ordered)
             total = len(ordered) if include_total_count else None
             # One page rendered at a time: views are heavy, and a page is all the memory it takes.
-            body = ",".join(json.dumps(self._view(slot), separators=(",", ":")) for slot in page)
-        return (
-            f'{{"jobs":[{body}],"has_more":{"true" if has_more else "false"},'
-            f'"total_count":{"null" if total is None else total}}}'
-        ).encode()
+            body = b",".join([self._body(slot) for slot in page])
+        tail = f'],"has_more":{"true" if has_more else "false"},"total_count":{"null" if total is None else total}}}'
+        return b"".join((b'{"jobs":[', body, tail.encode()))
 
     def _after(self, slot: int) -> int:
         if self._order_of() == "newest_first":
@@ -347,6 +378,51 @@ class JobStore:
         if order == "oldest_first":
             return list(self._slots)
         return sorted(self._slots, key=lambda slot: self._by_slot[slot].shuffle_key)
+
+    def _body(self, slot: int) -> bytes:
+        """The JSON of one job. An ended job never changes, so its body is the template of its variant
+        (everything but ids, name and time) with those filled in: serving 100,000 heavy jobs then costs
+        joins of bytes, not building and dumping millions of dicts."""
+        job = self._by_slot.get(slot)
+        if job is None or slot in self.raw or job.state not in TERMINAL:
+            return json.dumps(self._view(slot), separators=(",", ":")).encode()
+        key = (
+            job.seed,
+            job.n_scenarios,
+            job.agents,
+            job.levels,
+            job.state,
+            job.benchmark_id,
+            tuple(job.finished),
+            tuple(run is None for run in job.run_ids),
+            tuple(sorted(job.secrets.items())),
+        )
+        parts = self._templates.pop(key, None)
+        if parts is None:
+            stub = replace(
+                job,
+                id=_ID,
+                name=_NAME,
+                create_ms=_CREATE_MS,
+                run_ids=[None if run is None else f"{_RUN}{i}@" for i, run in enumerate(job.run_ids)],
+            )
+            text = json.dumps(render(stub, tag=_SLOT), separators=(",", ":"))
+            parts = [part.encode() for part in _HOLES.split(text)]  # odd items are placeholders
+            if len(self._templates) >= _MAX_TEMPLATES:
+                self._templates.pop(next(iter(self._templates)))
+        self._templates[key] = parts  # most recently used last
+        values = {
+            _SLOT.encode(): f"{job.slot:06d}".encode(),
+            _ID.encode(): _json_str(job.id).encode(),
+            _NAME.encode(): _json_str(job.name).encode(),
+            str(_CREATE_MS).encode(): str(job.create_ms).encode(),
+        }
+        for i, run in enumerate(job.run_ids):
+            if run is not None:
+                values[f"{_RUN}{i}@".encode()] = _json_str(run).encode()
+        out = parts.copy()
+        out[1::2] = [values[hole] for hole in parts[1::2]]
+        return b"".join(out)
 
     def _view(self, slot: int) -> Any:
         if slot in self.raw:
@@ -372,6 +448,6 @@ class JobStore:
         if run_id is None:
             return
         job.finished[agent] = True
-        duration = outcome(job, agent)["duration_ms"]
+        duration = _summary(job, agent)[0]
         with contextlib.suppress(KeyError):  # the run was deleted behind our back (tests do)
             self._world.finish_run(run_id, "completed", max(int(duration), 1), run_score(job, agent))

@@ -2,12 +2,17 @@
 
 Cost discipline as for runs. A job that ended (`completed`, `failed`, `cancelled`, `timeout`) never
 changes, so it is folded into add-only totals and forgotten; only live jobs are kept (reduced to their
-outcome counts) and read again, by id. Each sync asks for the first job with `total_count` (one
-request); when the first job changed it reads down from the top to the one that was first before (new
-jobs, newest first), and when the count still does not add up, on from the last job it knows (where new
-jobs land if the listing is oldest first). Anything that still does not add up is healed by a full read,
-as is drift no probe sees, at the reconcile interval. So a sync where nothing changed costs 1 request,
-plus one `GET /v1/benchmark_jobs/{id}` per live job (concurrent), whatever the history.
+outcome counts, with where each was last listed) and read again. Each sync sends one probe with
+`total_count` from the top of the listing, and its limit reaches down to the deepest live job near the
+top, as far as a page's bytes allow: live jobs are usually the newest, so in a newest-first listing the
+probe alone re-reads every live job and a sync where nothing new came costs 1 request whatever the
+history and the live jobs. When the first job changed, it reads down to the one that was first before
+(new jobs, newest first; no deeper than the count allows), and when the count still does not add up, on
+from the last job it knows (where new jobs land if the listing is oldest first). Live jobs not seen in
+those pages are read on in pages or looked up by id (concurrently, one request each), whichever takes
+fewer requests (`_cut`): a few live jobs far down (an oldest-first listing) are looked up, many of them
+read in pages. Anything that still does not add up is healed by a full read, as is drift no probe sees,
+at the reconcile interval.
 
 Job views are heavy (hundreds of kilobytes with their scenario outcomes), so pages are sized by bytes:
 the limit of the next page is chosen from the bytes per job of the last one to stay near
@@ -56,8 +61,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("exporter.sync.jobs")
 
-TARGET_PAGE_BYTES = 4 * 1024 * 1024
-"""Bytes a page of jobs should weigh: a few MB parse into some tens of MB of objects, briefly."""
+TARGET_PAGE_BYTES = 6 * 1024 * 1024
+"""Bytes a page of jobs should weigh: 6 MB parse into some 25 MB of objects, briefly, and keep a backfill of
+100,000 heavy jobs under 150 MB peak RSS (`./dev bench jobs`; 8 MB pages reach 140 MB)."""
 FIRST_LIMIT = 10
 """Jobs asked in the first page of a read, before their weight is known."""
 MAX_JOB_PAGES = 200_000
@@ -77,6 +83,8 @@ class JobsLedger:
     tail: str | None = None
     listed: int = 0  # entries of the listing accounted for: valid, invalid and filtered out alike
     counted: bool = False  # whether total_count matched what the last full read found
+    depth: dict[str, int] = field(default_factory=dict)  # live job -> where it was last listed (0: top)
+    top_bytes: float = 0.0  # bytes per job at the top of the listing, as last read
 
 
 class _Sizer:
@@ -158,41 +166,95 @@ class JobsSync:
 
     def _incremental(self, ledger: JobsLedger, deadline: float | None) -> bool:
         """Bring the ledger up to date with the probes; False when only a full read can."""
-        probe = self._client.list_jobs(limit=1, include_total_count=True, deadline=deadline)
+        probe = self._probe(ledger, deadline)
         total = probe.total_count
         if total is None:
             return False
-        seen: dict[str, Any] = {}  # id -> raw record, of jobs listed in this sync's reads
-        new: list[Any] = []
+        walk = _Walk(ledger, room=max(total - ledger.listed, 0))
+        if not walk.note(probe.records):
+            return False
         head = record_id(probe.records[0]) if probe.records else None
-        if head is not None and head != ledger.head:
-            room = max(total - ledger.listed, 0)
-            found = self._scan(probe.records, ledger, seen, new, room=room, stop_at=ledger.head)
-            if found is False:
-                return False
-            if found is None and probe.has_more:
-                pages = self._pages(head, deadline)
-                if not self._scan_pages(pages, ledger, seen, new, room=room, stop_at=ledger.head):
+        last = _last_id(probe.records)
+        more = probe.has_more and last is not None
+        if walk.above and more:  # new jobs above the old head fill more than the probe: read down to it
+            assert last is not None
+            # At most the new jobs the count allows, and the old head: no history read again.
+            for page in self._paged(last, lambda: deadline, cap=lambda: walk.room - len(walk.new) + 1):
+                if not walk.note(page.records):
                     return False
-        elif head is not None:
-            seen[head] = probe.records[0]
-        self._update_live(ledger, seen, deadline)
+                last, more = _last_id(page.records) or last, page.has_more
+                if not walk.above:
+                    break
+        if walk.above and head is not None and ledger.head is not None and head != ledger.head:
+            return False  # the old head is gone or the listing is not newest first: a full read knows
+        missing = [jid for jid in ledger.live if jid not in walk.seen]
+        if missing and more and last is not None:
+            wanted = self._read_on_entries(ledger, missing, walk)
+            if wanted:
+                for page in self._paged(last, lambda: deadline, cap=lambda: wanted - walk.reached):
+                    walk.note(page.records)
+                    if walk.reached >= wanted or all(jid in walk.seen for jid in missing):
+                        break
+        self._update_live(ledger, walk.seen, deadline)
+        new = walk.new
         if ledger.listed + len(new) < total and ledger.tail is not None:
             room = total - ledger.listed - len(new)
+            tail_from = ledger.listed + len(new)
             pages = self._pages(ledger.tail, deadline)
             try:
-                if not self._scan_pages(pages, ledger, seen, new, room=room, stop_at=None):
+                if not self._scan_pages(pages, ledger, walk.seen, new, room=room, stop_at=None):
                     return False
             except ApiError:  # the last job we knew is gone (400 on its cursor): a full read heals it
                 return False
+            for offset, record in enumerate(new[len(walk.new_top) :]):
+                rid = record_id(record)
+                if rid is not None:
+                    walk.positions[rid] = tail_from + offset
         if ledger.listed + len(new) != total:
             log.info("benchmark jobs: probes disagree with what we hold", total_count=total)
             return False
         for record in new:
             self._file(ledger, record, IdSet())
+        shift = len(walk.new_top)
+        ledger.depth = {jid: walk.positions.get(jid, ledger.depth.get(jid, 0) + shift) for jid in ledger.live}
         if head is not None:
             ledger.head = head
         return True
+
+    def _probe(self, ledger: JobsLedger, deadline: float | None) -> Page:
+        """The top of the listing with `total_count`: one job, or down to the deepest live job near the
+        top when that many jobs fit a page's bytes, so the probe re-reads those live jobs too."""
+        limit = self._probe_limit(ledger)
+        while True:
+            try:
+                page = self._client.list_jobs(limit=limit, include_total_count=True, deadline=deadline)
+            except ResponseTooLargeError:
+                if limit <= 1:
+                    raise
+                limit = max(1, limit // 2)
+                continue
+            if page.records and page.body_bytes:
+                ledger.top_bytes = page.body_bytes / len(page.records)
+            return page
+
+    def _probe_limit(self, ledger: JobsLedger) -> int:
+        """The probe reads down to the live jobs worth reading in pages (see `_cut`), one page at most."""
+        fit = self._fit(ledger.top_bytes)
+        reach = _cut(sorted(ledger.depth.values()), 0, fit, first_page_free=True)
+        return max(1, min(fit, reach))
+
+    def _fit(self, per_job: float) -> int:
+        """Jobs of `per_job` bytes that fit one page."""
+        if per_job <= 0:
+            return min(FIRST_LIMIT, self._sizer.max_limit)
+        return max(1, min(self._sizer.max_limit, int(TARGET_PAGE_BYTES // per_job)))
+
+    def _read_on_entries(self, ledger: JobsLedger, missing: list[str], walk: _Walk) -> int:
+        """How far down (entries from the top) to read on below the pages read, to find live jobs not
+        seen yet; the ones deeper than that are looked up by id. 0: look them all up."""
+        shift = len(walk.new_top)
+        depths = sorted(ledger.depth.get(jid, 0) + shift for jid in missing)
+        return _cut(depths, walk.reached, self._fit(ledger.top_bytes))
 
     def _pages(self, after: str, deadline: float | None) -> Iterator[Page]:
         return self._paged(after, lambda: deadline)
@@ -284,6 +346,8 @@ class JobsSync:
         for page in self._paged(None, page_deadline, include_total_count=True):
             if pages == 0:
                 total = page.total_count
+                if page.records and page.body_bytes:
+                    ledger.top_bytes = page.body_bytes / len(page.records)
             pages += 1
             for record in page.records:
                 rid = record_id(record)
@@ -291,7 +355,10 @@ class JobsSync:
                     ledger.head = rid
                 if rid is not None:
                     ledger.tail = rid
+                index = ledger.listed
                 self._file(ledger, record, ids)
+                if rid is not None and rid in ledger.live and rid not in ledger.depth:
+                    ledger.depth[rid] = index
         ledger.counted = total == ledger.listed
         before = self._ledger
         if reason == "scheduled" and before is not None:
@@ -339,7 +406,12 @@ class JobsSync:
             ledger.live[job.id] = job
 
     def _paged(
-        self, after: str | None, deadline: Callable[[], float | None], *, include_total_count: bool = False
+        self,
+        after: str | None,
+        deadline: Callable[[], float | None],
+        *,
+        include_total_count: bool = False,
+        cap: Callable[[], int] | None = None,
     ) -> Iterator[Page]:
         """Pages of the listing after `after`, each limit sized by the weight of the jobs before it.
 
@@ -352,13 +424,15 @@ class JobsSync:
         number = 0
         while True:
             try:
+                limit = self._sizer.limit if cap is None else max(1, min(self._sizer.limit, cap()))
                 page = self._client.list_jobs(
-                    limit=self._sizer.limit,
+                    limit=limit,
                     starting_after=cursor,
                     include_total_count=include_total_count and number == 0,
                     deadline=deadline(),
                 )
             except ResponseTooLargeError:
+                self._sizer.limit = min(self._sizer.limit, limit)
                 if not self._sizer.halve():
                     raise
                 log.info("a page of benchmark jobs was too large; asking for fewer", limit=self._sizer.limit)
@@ -368,9 +442,14 @@ class JobsSync:
                 max_pages = 2 * page.total_count + 2
             self._sizer.seen(page)
             yield page
-            if not page.has_more:
-                return
+            has_more = page.has_more
             ids = [rid for rid in map(record_id, page.records) if rid is not None]
+            # The caller is done with this page: free its jobs before the next page arrives, so one
+            # page, not two, is ever held (a caller keeps only the records it took out of it).
+            page.records.clear()
+            del page
+            if not has_more:
+                return
             if not ids:
                 raise PaginationError(f"jobs page {number} says has_more but holds no id to continue from")
             if ids[-1] in used or ids[-1] == cursor:
@@ -379,6 +458,65 @@ class JobsSync:
                 raise PaginationError(f"jobs: has_more still true after {number} pages")
             used.add(ids[-1])
             cursor = ids[-1]
+
+
+class _Walk:
+    """What one sync's reads from the top of the listing found: new jobs above the old head, live jobs
+    seen (with their records), and where each entry was (its position from the top)."""
+
+    def __init__(self, ledger: JobsLedger, *, room: int) -> None:
+        self.ledger = ledger
+        self.room = room  # new jobs the count allows
+        self.seen: dict[str, Any] = {}  # id -> raw record of live (or new) jobs read in this sync
+        self.new: list[Any] = []  # records of jobs not held before (above the head, then the tail)
+        self.new_top: list[Any] = []  # those found above the old head
+        self.positions: dict[str, int] = {}
+        self.reached = 0  # entries read from the top
+        self.above = ledger.head is not None  # still above the old head (until a page shows it)
+        self._first = True
+
+    def note(self, records: list[Any]) -> bool:
+        """Note one page; False when more new jobs showed than the count allows."""
+        ledger = self.ledger
+        for record in records:
+            rid = record_id(record)
+            if self._first:
+                self._first = False
+                self.above = rid is not None and ledger.head is not None and rid != ledger.head
+            index = self.reached
+            self.reached += 1
+            if rid is not None:
+                self.positions[rid] = index
+            if self.above and rid is not None and rid == ledger.head:
+                self.above = False
+            elif self.above and (rid is None or rid not in ledger.live):
+                self.new.append(record)
+                self.new_top.append(record)
+                if len(self.new) > self.room:
+                    return False
+            if rid is not None and (rid in ledger.live or (self.above and rid not in self.seen)):
+                self.seen[rid] = record
+        return True
+
+
+def _cut(depths: list[int], reached: int, per_page: int, *, first_page_free: bool = False) -> int:
+    """How far down to read pages for live jobs at `depths` (sorted), `reached` entries being read
+    already, so that pages plus lookups (one per live job deeper than the cut) are fewest; 0 to read
+    no page. Ties go to reading less. `first_page_free`: the first page is the probe, sent anyway."""
+    best, best_cost = 0, sum(d >= reached for d in depths)
+    for i, depth in enumerate(depths):
+        if depth < reached:
+            continue
+        pages = -(-(depth + 1 - reached) // per_page)
+        cost = pages - (1 if first_page_free else 0) + (len(depths) - i - 1)
+        if cost < best_cost:
+            best, best_cost = depth + 1, cost
+    return best
+
+
+def _last_id(records: list[Any]) -> str | None:
+    ids = [rid for rid in map(record_id, records) if rid is not None]
+    return ids[-1] if ids else None
 
 
 class WithJobs:

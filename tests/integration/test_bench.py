@@ -71,3 +71,34 @@ def test_churn_bench_prints_its_table_and_incremental_keeps_up() -> None:
     assert float(incremental[5]) <= 2.0  # never two intervals without a publish
     assert float(incremental[6]) <= float(full[6]) + 3  # requests per sync
     assert "Traceback" not in result.stderr
+
+
+def test_jobs_bench_prints_its_table_with_exact_request_counts() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "jobs",
+            "--sizes",
+            "300,1000",
+            "--scenarios",
+            "50",
+            "--agents",
+            "2",
+            "--latency-ms",
+            "1,2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = [row for row in (line.split() for line in result.stdout.splitlines()) if row and row[0].isdigit()]
+    assert [(row[0], row[1], row[2]) for row in rows] == [("300", "50", "2"), ("1000", "50", "2")]
+    # Jobs of some 18 KB: a first page of 10, then pages of RUNLOOP_EXPORTER_JOBS_PAGE_SIZE (100).
+    assert [int(row[3]) for row in rows] == [4, 11]
+    assert all(row[10] == "1" for row in rows)  # steady, 5 live jobs at the top: one request
+    assert all(float(row[8]) < 150 for row in rows)  # peak RSS of the exporter side, MB
+    assert all(row[11] == "met" and row[12] == "met" for row in rows)  # within the full-read deadline
+    assert "Traceback" not in result.stderr

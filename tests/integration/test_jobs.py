@@ -3,6 +3,7 @@ away from the run metrics, invalid jobs, caps, filters, and secrets that never l
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ from exporter.exposition import Rendered
 from exporter.filters import BenchmarkFilter
 from exporter.politeness import RequestGate
 from exporter.settings import Settings
-from exporter.simulator import DEFAULT_API_KEY, Order, Simulator, World
+from exporter.simulator import DEFAULT_API_KEY, Latency, Order, Simulator, World
 from exporter.sync.jobs import JobsSync, WithJobs
 from exporter.sync.records import InvalidRecords
 from exporter.telemetry import Telemetry
@@ -46,6 +47,7 @@ def build(
     caps: AgentCaps | None = None,
     admits: Callable[[str | None], bool] = lambda bid: True,
     page_size: int = 100,
+    full_reads: list[str] | None = None,
 ) -> tuple[WithJobs, JobsSync, Telemetry]:
     """The run sync wrapped with the jobs sync, as cli.build_sync does, with a clock of our own."""
     sync, telemetry = new_sync(url)
@@ -63,6 +65,7 @@ def build(
         ),
         page_size=page_size,
         reconcile_interval_s=3600.0,
+        on_full_read=None if full_reads is None else full_reads.append,
         **kwargs,
     )
     telemetry.init_jobs()
@@ -150,44 +153,127 @@ def test_jobs_are_exact_through_churn_in_every_order(order: Order) -> None:
     assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 1
 
 
-def test_a_steady_sync_costs_one_request_and_each_live_job_one_more() -> None:
+def job_requests_with_query(simulator: Simulator) -> list[tuple[str, dict[str, str]]]:
+    return [(r.path, r.query) for r in simulator.requests if r.path.startswith("/v1/benchmark_jobs")]
+
+
+def add_live(world: World, n: int, start_ms: int) -> list[str]:
+    """n live jobs (running with started runs, queued, initializing), newest last."""
+    states = ("running", "queued", "initializing", "running")
+    return [
+        world.jobs.add(
+            benchmark_id=f"bmd_{i % 3}",
+            agents=AGENTS[: 1 + i % 3],
+            create_ms=start_ms + i,
+            state=states[i % 4],
+            started=1 if i % 8 == 0 else None,
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("n_live", [0, 1, 10, 50])
+def test_a_steady_sync_costs_one_request_whatever_the_live_jobs_at_the_top(n_live: int) -> None:
     world = World(order="newest_first", seed=1)
-    ended = seed(world, 40)
-    with Simulator(world) as sim:
-        sync, _, _ = build(sim.url, page_size=10)
+    ended = seed(world, 120)
+    live = add_live(world, n_live, T0 + 10**6)
+    full_reads: list[str] = []
+    with Simulator(world, latency=Latency.realistic()) as sim:
+        sync, _, _ = build(sim.url, full_reads=full_reads)
         sync.run()
+        for _ in range(2):
+            sim.reset_requests()
+            assert_jobs_exact(sync.run(), world)
+            # One page from the top down to the deepest live job: the probe and every live job in one.
+            assert job_requests(sim) == ["/v1/benchmark_jobs"]
+            (_, query), *_ = job_requests_with_query(sim)
+            assert int(query["limit"]) == max(n_live, 1)
+            assert "starting_after" not in query
+        # Live jobs change and end: still one request, still exact.
+        for i, job_id in enumerate(live[::2]):
+            if i % 2:
+                world.jobs.finish(job_id, "failed")
+            else:
+                world.jobs.start(job_id)
         sim.reset_requests()
-        sync.run()
+        assert_jobs_exact(sync.run(), world)
         assert job_requests(sim) == ["/v1/benchmark_jobs"]
-        live = world.jobs.add(benchmark_id="bmd_0", agents=AGENTS, create_ms=T0 + 10**6, state="running")
-        older_live = world.jobs.add(benchmark_id="bmd_0", agents=AGENTS, create_ms=T0 + 10**6, state="queued")
-        sync.run()  # learns the two new jobs
-        sim.reset_requests()
-        sync.run()  # steady, two live jobs: the probe shows the first, the other is looked up
-        # newest first: the queued job is listed first and comes with the probe; the other is looked up
-        assert sorted(job_requests(sim)) == ["/v1/benchmark_jobs", f"/v1/benchmark_jobs/{live}"]
-        world.jobs.finish(live)
-        world.jobs.finish(older_live, "cancelled")
-        sync.run()
-        sim.reset_requests()
-        for _ in range(3):
-            sync.run()
-        paths = job_requests(sim)
-        assert paths == ["/v1/benchmark_jobs"] * 3  # ended jobs are never read again
-        assert not any(p.endswith(tuple(ended)) for p in paths)
-        assert_jobs_exact(sync.run(), world)
+        paths = [p for p, _ in job_requests_with_query(sim)]
+        assert not any(p.endswith(tuple(ended)) for p in paths)  # ended jobs are never read again
+    assert full_reads == ["backfill"]
 
 
-def test_new_jobs_are_found_without_reading_history_again() -> None:
+def test_new_jobs_and_live_jobs_below_them_cost_at_most_two_requests() -> None:
     world = World(order="newest_first", seed=1)
-    seed(world, 200)
-    with Simulator(world) as sim:
-        sync, _, _ = build(sim.url, page_size=50)
+    seed(world, 150)
+    live = add_live(world, 10, T0 + 10**6)
+    full_reads: list[str] = []
+    with Simulator(world, latency=Latency.realistic()) as sim:
+        sync, _, _ = build(sim.url, full_reads=full_reads)
+        sync.run()
+        sync.run()
+        world.jobs.finish(live[-1])
+        seed(world, 5, start=1000)  # five new ended jobs above the ten live ones
+        sim.reset_requests()
+        assert_jobs_exact(sync.run(), world)
+        requests = job_requests_with_query(sim)
+        assert len(requests) <= 2
+        assert [p for p, _ in requests] == ["/v1/benchmark_jobs"] * len(requests)  # no lookup by id
+        # Read no deeper than the deepest live job: history below it is not read again.
+        assert sum(int(q["limit"]) for _, q in requests) <= 5 + 10
+        sim.reset_requests()
+        assert_jobs_exact(sync.run(), world)
+        assert job_requests(sim) == ["/v1/benchmark_jobs"]  # steady again: one request
+    assert full_reads == ["backfill"]
+
+
+def test_a_live_job_far_down_is_looked_up_and_many_are_read_on_in_pages() -> None:
+    world = World(order="newest_first", seed=1)
+    seed(world, 20)
+    deep = add_live(world, 1, T0 + 10**5)
+    seed(world, 150, start=100)  # the live job now sits 150 jobs down, deeper than a page of 40
+    full_reads: list[str] = []
+    with Simulator(world, latency=Latency.realistic()) as sim:
+        sync, _, _ = build(sim.url, page_size=40, full_reads=full_reads)
         sync.run()
         sim.reset_requests()
-        seed(world, 3, start=300)
         assert_jobs_exact(sync.run(), world)
-        assert len(job_requests(sim)) <= 2  # the probe and one page above the old head
+        # One live job: one lookup is cheaper than the four pages down to it.
+        assert job_requests(sim) == ["/v1/benchmark_jobs", f"/v1/benchmark_jobs/{deep[0]}"]
+        more = add_live(world, 6, T0 + 10**5 + 10)
+        seed(world, 50, start=400)  # six more live jobs, 50 jobs down
+        sync.run()
+        sim.reset_requests()
+        assert_jobs_exact(sync.run(), world)
+        # Six live jobs some 50 down: two pages (the probe and one more) beat six lookups; the one
+        # deepest down is still looked up.
+        paths = job_requests(sim)
+        assert paths.count("/v1/benchmark_jobs") == 2
+        assert sorted(p for p in paths if p != "/v1/benchmark_jobs") == [f"/v1/benchmark_jobs/{deep[0]}"]
+        assert not any(p.endswith(tuple(more)) for p in paths)
+    assert full_reads == ["backfill"]
+
+
+@pytest.mark.parametrize("order", ["oldest_first", "shuffled"])
+def test_other_orders_cost_a_bounded_number_of_requests_and_stay_exact(order: Order) -> None:
+    world = World(order=order, seed=4)
+    seed(world, 60)
+    live = add_live(world, 8, T0 + 10**6)
+    full_reads: list[str] = []
+    with Simulator(world, latency=Latency.realistic()) as sim:
+        sync, _, _ = build(sim.url, page_size=25, full_reads=full_reads)
+        sync.run()
+        for _ in range(2):
+            sim.reset_requests()
+            assert_jobs_exact(sync.run(), world)
+            # The probe, then the cheaper of pages down to the live jobs and one lookup per live job.
+            assert 1 <= len(job_requests(sim)) <= 1 + len(live)
+        world.jobs.finish(live[0])
+        world.jobs.start(live[1])
+        sim.reset_requests()
+        assert_jobs_exact(sync.run(), world)
+        assert len(job_requests(sim)) <= 1 + len(live)
+    assert full_reads == ["backfill"]
 
 
 @pytest.mark.parametrize("status", [403, 404])
@@ -212,8 +298,12 @@ def test_a_key_without_jobs_keeps_every_run_metric(status: int) -> None:
         assert len(job_requests(sim)) == 1  # not asked again before the reconcile interval
         sim.jobs_status = None
         clock.now += 3601
-        assert_jobs_exact(sync.run(), world)
+        with capture_logs() as logs:
+            assert_jobs_exact(sync.run(), world)
         assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 1
+        assert [e["event"] for e in logs if "can be read again" in e["event"]] == [
+            "benchmark jobs can be read again"
+        ]
 
 
 def test_a_failing_jobs_endpoint_keeps_the_last_jobs_figures_and_the_runs() -> None:
@@ -222,11 +312,49 @@ def test_a_failing_jobs_endpoint_keeps_the_last_jobs_figures_and_the_runs() -> N
     with Simulator(world) as sim:
         sync, _, telemetry = build(sim.url)
         good = sync.run()
-        sim.faults.fail_next(3, status=503, path_prefix="/v1/benchmark_jobs")
-        after = sync.run()
+        sim.faults.fail_next(1, status=503, path_prefix="/v1/benchmark_jobs")  # no retries here
+        with capture_logs() as logs:
+            after = sync.run()
         assert after.jobs == good.jobs
         assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 0
         assert_exact(after, world)
+        failed = [e for e in logs if e["event"] == "benchmark jobs sync failed; keeping the last figures"]
+        assert len(failed) == 1
+        assert failed[0]["error_type"] == "TransientError"
+        # Tried again at the very next sync (not at the reconcile interval), and it heals.
+        seed(world, 2, start=50)
+        sim.reset_requests()
+        assert_jobs_exact(sync.run(), world)
+        assert job_requests(sim)
+        assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 1
+
+
+def test_a_bug_in_the_jobs_part_keeps_the_last_jobs_figures_and_the_runs() -> None:
+    world = World(seed=2)
+    seed(world, 5)
+    broken = {"now": False}
+
+    def admits(benchmark_id: str | None) -> bool:
+        if broken["now"]:
+            raise RuntimeError("a bug in a filter")
+        return True
+
+    with Simulator(world) as sim:
+        sync, _, telemetry = build(sim.url, admits=admits)
+        good = sync.run()
+        seed(world, 2, start=50)  # new jobs, so the sync files (and admits) some
+        broken["now"] = True
+        with capture_logs() as logs:
+            after = sync.run()
+        assert after.jobs == good.jobs
+        assert_exact(after, world)  # the run metrics are those of now
+        assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 0
+        assert [e["event"] for e in logs if "crashed" in e["event"]] == [
+            "benchmark jobs sync crashed; keeping the last figures"
+        ]
+        broken["now"] = False
+        assert_jobs_exact(sync.run(), world)
+        assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 1
 
 
 def test_invalid_jobs_are_counted_and_logged_once_without_their_data() -> None:
@@ -243,6 +371,8 @@ def test_invalid_jobs_are_counted_and_logged_once_without_their_data() -> None:
         }
     )
     world.jobs.add_raw("not a job")
+    twice = seed(world, 1, start=10)[0]
+    world.jobs.add_raw(json.loads(world.jobs.get(twice) or b""))  # listed twice: once is a duplicate
     with Simulator(world) as sim:
         sync, _, telemetry = build(sim.url)
         with capture_logs() as logs:
@@ -254,9 +384,11 @@ def test_invalid_jobs_are_counted_and_logged_once_without_their_data() -> None:
     assert value("runloop_exporter_invalid_records_total", {"reason": "job_invalid_outcome"}) == 1
     assert value("runloop_exporter_invalid_records_total", {"reason": "job_not_an_object"}) == 1
     skipped = [e for e in logs if e["event"] == "skipped an invalid benchmark job record"]
-    assert len(skipped) == 3
+    assert len(skipped) == 4
     assert "SECRET" not in repr(logs)
+    assert value("runloop_exporter_invalid_records_total", {"reason": "job_duplicate_id"}) == 1
     valid = [v for v in world.jobs.views() if isinstance(v, dict) and v.get("name") != "SECRET-NAME"]
+    valid = list({v["id"]: v for v in valid}.values())  # the job listed twice counts once
     actual, expected = shown(snapshot), expected_job_samples(valid)
     assert actual == pytest.approx(expected)
 

@@ -18,6 +18,8 @@ from exporter.exposition import Rendered
 from exporter.jobs import Job, parse_job
 from exporter.models import Invalid
 from exporter.simulator import World
+from exporter.simulator.jobs import render
+from exporter.sync.jobs import _cut
 from tests.integration.harness import parse
 from tests.jobs_oracle import expected_job_samples, job_part
 
@@ -189,3 +191,49 @@ def test_every_job_body_the_simulator_serves_validates_against_the_sdk() -> None
     )
     assert listing.total_count == world.jobs.count() == len(listing.jobs)
     assert all(_extras(job) == [] for job in listing.jobs)
+
+
+def test_an_ended_job_served_from_its_variant_template_is_its_own_rendering() -> None:
+    """The simulator serves ended jobs from a cached template per variant; every body must still be
+    exactly that job's own view (ids, names, times, run ids and scenario run ids its own)."""
+    world = World(seed=5)
+    ids = [
+        world.jobs.add(
+            benchmark_id=f"bmd_{i % 2}",
+            agents=AGENTS,
+            create_ms=T0 + i,
+            state=("completed", "failed", "cancelled", "timeout", "running")[i % 5],
+            n_scenarios=7,
+            seed=i % 3,  # jobs share variants, so templates are reused
+            name=f'job "{i}"',
+            secrets=SECRETS if i % 4 == 0 else None,
+        )
+        for i in range(30)
+    ]
+    for jid in ids:
+        job = world.jobs._jobs[jid]
+        assert json.loads(world.jobs.get(jid) or b"") == render(job)
+    bodies = [world.jobs.get(jid) for jid in ids]
+    assert len(set(bodies)) == len(ids)
+    listed = json.loads(world.jobs.list_page(limit=30, starting_after=None, include_total_count=True))
+    assert listed["jobs"] == world.jobs.views()  # views() renders each job afresh, in list order
+
+
+@pytest.mark.parametrize(
+    ("depths", "reached", "per_page", "probe", "cut"),
+    [
+        ([], 0, 100, True, 0),  # no live job: the probe asks for one job
+        ([0], 0, 100, True, 1),  # the newest is live: the probe reaches it
+        (list(range(50)), 0, 100, True, 50),  # fifty at the top: one page of fifty
+        (list(range(50)), 0, 10, True, 50),  # five pages beat fifty lookups
+        ([200], 0, 40, True, 0),  # one far down: one lookup beats six pages
+        ([200], 1, 40, False, 0),
+        ([50, 51, 52, 53, 54, 55, 206], 40, 40, False, 56),  # a page for six, a lookup for the last
+        ([3, 4], 10, 10, False, 0),  # above what was read: moved or gone, looked up by id
+        ([12, 30], 10, 10, False, 0),  # 2 pages or 2 lookups: a tie reads less
+    ],
+)
+def test_live_jobs_are_read_in_pages_only_where_that_takes_fewer_requests(
+    depths: list[int], reached: int, per_page: int, probe: bool, cut: int
+) -> None:
+    assert _cut(depths, reached, per_page, first_page_free=probe) == cut
