@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from exporter.simulator import Simulator, World
-from tests.deploy.support import Helm, ci_values, free_port
+from tests.support.deploy import Helm, ci_values
+from tests.support.ports import free_port
 
 API_KEY = "chart-key"
 WAIT_S = 60.0

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.support import CONTRACT, DASHBOARD_FILE, DASHBOARD_LINK, metric_names, run
+from tests.support.deploy import CONTRACT, DASHBOARD_FILE, DASHBOARD_LINK, metric_names, run
 
 DASHBOARD: dict[str, Any] = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
 PANELS: list[dict[str, Any]] = [p for p in DASHBOARD["panels"] if p["type"] != "row"]

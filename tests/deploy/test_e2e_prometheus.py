@@ -25,7 +25,10 @@ import pytest
 import yaml
 
 from exporter.simulator import Simulator, World
-from tests.deploy.support import DASHBOARD_FILE, RULES_FILE, free_port, require_tool
+from tests.support.deploy import DASHBOARD_FILE, RULES_FILE
+from tests.support.ports import free_port
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -49,12 +52,7 @@ def get_json(url: str) -> Any:
 
 def wait_for(check: Callable[[], bool], what: str, on_timeout: Callable[[], str] = lambda: "") -> None:
     """Poll until `check()` holds; the deadline only bounds a broken run, it is not a speed assertion."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}. {on_timeout()}")
+    wait_until(check, WAIT_S, what, interval=0.25, on_timeout=on_timeout)
 
 
 @dataclass

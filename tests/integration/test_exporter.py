@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from exporter.simulator import Simulator, World
-from tests.integration.expected import benchmark_part, expected_samples
-from tests.integration.harness import Exporter, sample, wait_until
+from tests.support.exporter_process import Exporter
+from tests.support.runs_oracle import expected_samples
+from tests.support.samples import assert_samples, benchmark_part, sample
+from tests.support.waiting import wait_until
 
 NOW_MS = 1_760_000_000_000
 AWKWARD_NAME = 'Alpha "quoted" \\ back\\slash\nsecond line'
@@ -151,12 +152,7 @@ def valid_runs(world: World) -> list[dict[str, Any]]:
 
 
 def check_figures(scraped: dict[Any, float], runs: list[dict[str, Any]], names: dict[str, str]) -> None:
-    expected = expected_samples(runs, names)
-    actual = benchmark_part(scraped)
-    missing = {k: v for k, v in expected.items() if k not in actual}
-    extra = {k: v for k, v in actual.items() if k not in expected}
-    wrong = {k: (v, actual[k]) for k, v in expected.items() if k in actual and actual[k] != pytest.approx(v)}
-    assert (missing, extra, wrong) == ({}, {}, {})
+    assert_samples(benchmark_part(scraped), expected_samples(runs, names))
 
 
 def test_every_series_matches_the_dataset_and_follows_changes(

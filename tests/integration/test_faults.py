@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.utils
 import itertools
-import json
 import random
 import signal
 import subprocess
@@ -23,9 +22,13 @@ import pytest
 
 from exporter.api import RetryPolicy
 from exporter.simulator import RequestRecord, Simulator, World
-from tests.integration.expected import benchmark_part, expected_samples
-from tests.integration.harness import Exporter, Samples, free_port, sample, wait_until
-from tests.integration.syncing import new_sync
+from tests.support.exporter_process import Exporter
+from tests.support.logs import json_lines
+from tests.support.ports import free_port
+from tests.support.runs_oracle import expected_samples
+from tests.support.samples import Samples, assert_samples, benchmark_part, sample
+from tests.support.syncing import new_sync
+from tests.support.waiting import wait_until
 
 NOW_MS = 1_760_000_000_000
 NAMES = {"bmd_alpha": "Alpha", "bmd_beta": "Beta"}
@@ -60,27 +63,8 @@ def expected(world: World) -> Samples:
     return expected_samples(world.runs(), NAMES)
 
 
-def assert_figures(scraped: Samples, want: Samples) -> None:
-    """The benchmark series of a scrape are exactly `want` (sums compared as floats)."""
-    actual = benchmark_part(scraped)
-    assert actual.keys() == want.keys()
-    wrong = {k: (v, actual[k]) for k, v in want.items() if actual[k] != pytest.approx(v)}
-    assert wrong == {}
-
-
-def log_events(exporter: Exporter) -> list[dict[str, Any]]:
-    """The exporter's JSON log lines."""
-    events = []
-    for line in exporter.logs().splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue
-    return events
-
-
 def errors(exporter: Exporter) -> list[dict[str, Any]]:
-    return [e for e in log_events(exporter) if e.get("level") == "error"]
+    return [e for e in json_lines(exporter.logs()) if e.get("level") == "error"]
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -110,7 +94,7 @@ def assert_recovered(exporter: Exporter, world: World, successes: float, last_su
     """After the fault is gone: a new sync shows the world as it is now, with no restart."""
     scraped = wait_for_success_after(exporter, successes)
     assert value(scraped, "runloop_up") == 1
-    assert_figures(scraped, expected(world))
+    assert_samples(benchmark_part(scraped), expected(world))
     assert value(scraped, "runloop_exporter_last_successful_sync_timestamp_seconds") > last_success
 
 
@@ -124,7 +108,7 @@ def start_synced(start: Callable[..., Exporter], world: World, **env: str) -> tu
     """An exporter that has synced successfully; returns it with its benchmark figures."""
     exporter = start(env=env)
     scraped = exporter.wait_for_sync()
-    assert_figures(scraped, expected(world))
+    assert_samples(benchmark_part(scraped), expected(world))
     return exporter, benchmark_part(scraped)
 
 
@@ -423,7 +407,7 @@ def test_paging_that_does_not_advance_stops_after_a_bounded_number_of_requests(
 
     simulator.faults.clear()
     scraped = exporter.wait_for_sync(after=0)
-    assert_figures(scraped, expected(seeded))
+    assert_samples(benchmark_part(scraped), expected(seeded))
 
 
 # --- bad records ----------------------------------------------------------------------------------
@@ -504,7 +488,7 @@ def test_bad_records_are_skipped_counted_and_logged_once(
     )
     scraped = exporter.wait_for_sync()
     names = {**NAMES}
-    assert_figures(scraped, expected_samples(valid_records(world), names))
+    assert_samples(benchmark_part(scraped), expected_samples(valid_records(world), names))
     assert value(scraped, "runloop_benchmark_runs", benchmark_id="bmd_beta", state="paused") == 1
 
     # More syncs, the bad records read again (all in full mode; the running one in incremental mode).
@@ -512,7 +496,7 @@ def test_bad_records_are_skipped_counted_and_logged_once(
     successes = exporter.successes()
     wait_for_success_after(exporter, successes + 2)
     scraped = exporter.scrape()
-    assert_figures(scraped, expected_samples(valid_records(world), names))
+    assert_samples(benchmark_part(scraped), expected_samples(valid_records(world), names))
     counts: dict[str, int] = {}
     for reason in [*reasons.values(), "duplicate_id"]:
         counts[reason] = counts.get(reason, 0) + 1
@@ -520,7 +504,7 @@ def test_bad_records_are_skipped_counted_and_logged_once(
         assert value(scraped, "runloop_exporter_invalid_records_total", reason=reason) == count, reason
     assert value(scraped, "runloop_up") == 1
 
-    skipped = [e for e in log_events(exporter) if e["event"] == "skipped an invalid run record"]
+    skipped = [e for e in json_lines(exporter.logs()) if e["event"] == "skipped an invalid run record"]
     logged = [(e["run_id"], e["reason"]) for e in skipped]
     assert sorted(logged) == sorted([*reasons.items(), (str(dup["id"]), "duplicate_id")])
     assert SECRET not in exporter.logs()
@@ -588,10 +572,10 @@ def test_signal_exits_0_within_5_seconds(
     except subprocess.TimeoutExpired:
         pytest.fail(f"still running 5 s after the signal:\n{exporter.logs()}")
     assert code == 0, exporter.logs()
-    events = [e["event"] for e in log_events(exporter)]
+    events = [e["event"] for e in json_lines(exporter.logs())]
     assert "stopping" in events
     assert events[-1] == "stopped"
     assert "Traceback" not in exporter.logs()
     assert errors(exporter) == []  # a normal stop is no error, even in the middle of a sync
     # A hanging request is abandoned after the grace period; a backoff wakes up at once.
-    assert log_events(exporter)[-1]["sync_interrupted"] is (moment == "mid_request")
+    assert json_lines(exporter.logs())[-1]["sync_interrupted"] is (moment == "mid_request")

@@ -23,8 +23,9 @@ import httpx
 import pytest
 
 from exporter.simulator import World
-from tests.integration.expected import STATES, TERMINAL, benchmark_part, expected_samples
-from tests.integration.harness import Exporter, Samples, parse, sample
+from tests.support.exporter_process import Exporter
+from tests.support.runs_oracle import STATES, TERMINAL, expected_samples
+from tests.support.samples import Samples, benchmark_part, parse, sample
 
 SCRAPERS = 50
 PROCESSES = 5

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from exporter.simulator import Latency, Simulator, World
-from tests.integration.syncing import assert_exact, new_sync
+from tests.support.syncing import assert_exact, new_sync
 
 T0 = 1_750_000_000_000
 LISTING = "/v1/benchmarks"
