@@ -25,13 +25,21 @@ def sample(samples: Mapping[Key, float], name: str, **labels: str) -> float | No
     return samples.get((name, frozenset(labels.items())))
 
 
-def assert_samples(actual: Mapping[Key, float], expected: Mapping[Key, float]) -> None:
-    """The same series with the same values (floats to pytest.approx), or a short readable diff."""
+def assert_samples(
+    actual: Mapping[Key, float], expected: Mapping[Key, float], abs_tol: float = 1e-12
+) -> None:
+    """The same series with the same values (floats to pytest.approx), or a short readable diff.
+
+    `abs_tol` admits the exporter's documented precision where a test needs it: score sums are kept
+    exact to 1e-9 per run, so a tiny score's sum is off by up to 5e-10 relative to the plain float sum.
+    """
     missing = sorted(map(str, set(expected) - set(actual)))
     extra = sorted(map(str, set(actual) - set(expected)))
     assert (missing, extra) == ([], []), {"missing": missing[:5], "extra": extra[:5]}
     wrong = {
-        key: (value, actual[key]) for key, value in expected.items() if actual[key] != pytest.approx(value)
+        key: (value, actual[key])
+        for key, value in expected.items()
+        if actual[key] != pytest.approx(value, abs=abs_tol)
     }
     assert not wrong, sorted((str(key), values) for key, values in wrong.items())[:5]
 

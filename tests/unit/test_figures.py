@@ -229,4 +229,5 @@ _RECORD = st.fixed_dictionaries(
 @given(st.lists(_RECORD, max_size=30))
 def test_any_records_match_the_oracle(drawn: list[dict[str, Any]]) -> None:
     records = [record(f"r{i}", d.pop("state"), **d) for i, d in enumerate(drawn)]
-    assert_samples(exported(records), expected_samples(records, NAMES))
+    # Score sums are exact to 1e-9 per run (SCORE_SCALE), so tiny scores may differ by that much.
+    assert_samples(exported(records), expected_samples(records, NAMES), abs_tol=1e-9 * max(len(records), 1))
