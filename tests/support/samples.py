@@ -39,7 +39,7 @@ def assert_samples(
     wrong = {
         key: (value, actual[key])
         for key, value in expected.items()
-        if actual[key] != pytest.approx(value, abs=abs_tol)
+        if actual[key] != pytest.approx(value, rel=1e-6, abs=abs_tol)  # both: abs alone drops rel
     }
     assert not wrong, sorted((str(key), values) for key, values in wrong.items())[:5]
 
