@@ -30,8 +30,7 @@ from tests.support.ports import free_port
 from tests.support.tools import require_tool
 from tests.support.waiting import wait_until
 
-# One Prometheus stack per module: its tests run on one worker, not one stack per worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e_prometheus")]
+pytestmark = pytest.mark.slow
 
 API_KEY = "e2e-key"
 MINUTE_MS = 60_000
