@@ -6,13 +6,8 @@ import os
 
 import pytest
 
-from tests.deploy.support import Helm, require_tool
-
-
-@pytest.fixture(scope="session")
-def promtool() -> str:
-    """Path of promtool (Debian's prometheus package)."""
-    return require_tool("promtool")
+from tests.support.deploy import Helm
+from tests.support.tools import require_tool
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.support import (
+from tests.support.deploy import (
     CONTRACT,
     RULES_FILE,
     RULES_LINK,

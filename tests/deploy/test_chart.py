@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from tests.deploy.support import (
+from tests.support.deploy import (
     CHART,
     CI_VALUES,
     DASHBOARD_FILE,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from exporter.simulator import Simulator, World
-from tests.deploy.support import Helm, ci_values, free_port
+from tests.support.deploy import Helm, ci_values
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 API_KEY = "chart-key"
 WAIT_S = 60.0
@@ -77,13 +78,20 @@ def _run_as_the_pod_would(helm: Helm, values: str, simulator: Simulator, tmp_pat
         )
     try:
         base = f"http://127.0.0.1:{port}"
-        ready = False
-        deadline = time.monotonic() + WAIT_S
-        while not ready and time.monotonic() < deadline and proc.poll() is None:
-            ready = _status(base + box["readinessProbe"]["httpGet"]["path"])[0] == 200
-            time.sleep(0.1)
-        log_text = log_path.read_text(errors="replace")
-        assert ready, f"never ready (exit code {proc.poll()}):\n{log_text[-3000:]}"
+
+        def ready() -> bool:
+            assert proc.poll() is None, (
+                f"exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}"
+            )
+            return _status(base + box["readinessProbe"]["httpGet"]["path"])[0] == 200
+
+        wait_until(
+            ready,
+            WAIT_S,
+            "readiness",
+            interval=0.1,
+            on_timeout=lambda: log_path.read_text(errors="replace")[-3000:],
+        )
         assert _status(base + box["livenessProbe"]["httpGet"]["path"])[0] == 200
         code, metrics = _status(base + "/metrics")
         assert code == 200

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from exporter.settings import Settings, SettingsError, load_invocation
-from tests.deploy.support import CHART, CI_VALUES, Helm, Manifests, ci_values, load_yaml
+from tests.support.deploy import CHART, CI_VALUES, Helm, Manifests, ci_values, load_yaml
 
 CI_IDS = [path.name for path in CI_VALUES]
 SCHEMA = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))

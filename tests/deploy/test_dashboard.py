@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.support import (
+from tests.support.deploy import (
     CONTRACT,
     DASHBOARD_FILE,
     DASHBOARD_LINK,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.support import REPO
+from tests.support.tools import REPO
 
 
 def instructions() -> list[tuple[str, str]]:

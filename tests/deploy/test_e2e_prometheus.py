@@ -29,7 +29,10 @@ import pytest
 import yaml
 
 from exporter.simulator import Simulator, World
-from tests.deploy.support import DASHBOARD_FILE, RULES_FILE, free_port, require_tool
+from tests.support.deploy import DASHBOARD_FILE, RULES_FILE
+from tests.support.ports import free_port
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -70,12 +73,7 @@ def wait_for(
     check: Callable[[], bool], what: str, on_timeout: Callable[[], str] = lambda: "", wait_s: float = WAIT_S
 ) -> None:
     """Poll until `check()` holds; the deadline only bounds a broken run, it is not a speed assertion."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}. {on_timeout()}")
+    wait_until(check, wait_s, what, interval=0.25, on_timeout=on_timeout)
 
 
 @dataclass

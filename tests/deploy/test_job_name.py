@@ -14,18 +14,18 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.support import (
+from tests.support.deploy import (
     CHART,
     DASHBOARD_FILE,
     NAMESPACE,
     RELEASE,
-    REPO,
     RULES_FILE,
     RULES_TEST_FILE,
     Helm,
     ci_values,
     load_yaml,
 )
+from tests.support.tools import REPO
 
 JOB = "runloop-exporter"
 README = REPO / "README.md"

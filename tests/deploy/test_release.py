@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -22,7 +21,8 @@ import yaml
 
 from exporter import __version__
 from exporter.telemetry import Telemetry
-from tests.deploy.support import CHART, REPO, load_yaml, run
+from tests.support.deploy import CHART, load_yaml, run
+from tests.support.tools import REPO, require_tool
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 VERSION = str(PYPROJECT["project"]["version"])
@@ -110,13 +110,8 @@ def test_the_changelog_keeps_a_changelog() -> None:
 
 
 def uv() -> str:
-    """The uv that ./dev bootstraps (or one on PATH); missing only outside ./dev, where it skips."""
-    for candidate in (REPO / ".tools" / "uv" / "bin" / "uv", shutil.which("uv")):
-        if candidate and os.access(candidate, os.X_OK):
-            return str(candidate)
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true: uv is missing (./dev installs it in .tools/uv)")
-    pytest.skip("uv is missing (./dev installs it in .tools/uv)")
+    """The uv that ./dev bootstraps in .tools/uv (or one on PATH)."""
+    return require_tool("uv", "./dev installs it in .tools/uv")
 
 
 @pytest.mark.slow
@@ -189,10 +184,6 @@ def test_release_workflow_publishes_a_checked_version() -> None:
 
 
 def test_actionlint_passes_on_the_workflows() -> None:
-    actionlint = shutil.which("actionlint") or str(REPO / ".venv" / "bin" / "actionlint")
-    if not os.access(actionlint, os.X_OK):
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true: actionlint is missing (a dev dependency: ./dev installs it)")
-        pytest.skip("actionlint is missing (a dev dependency: ./dev installs it)")
+    actionlint = require_tool("actionlint", "a dev dependency: ./dev installs it")
     result = run([actionlint, *sorted(str(p) for p in WORKFLOWS.glob("*.yml"))], cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr

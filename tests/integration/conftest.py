@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
-from tests.integration.harness import Exporter
+from tests.support.exporter_process import Exporter
 
 
 @pytest.fixture
@@ -39,17 +39,3 @@ def start_exporter(simulator: Simulator, tmp_path: Path) -> Iterator[Callable[..
     yield start
     for exporter in started:
         exporter.stop()
-
-
-@pytest.fixture(scope="session")
-def promtool() -> str:
-    """Debian's promtool; a missing tool skips on a laptop but fails under CI=true."""
-    import os
-    import shutil
-
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing (install Debian's prometheus package)")
-        pytest.skip("promtool is not installed")
-    return path

@@ -17,7 +17,7 @@ from exporter.politeness import RequestGate
 from exporter.simulator import Latency, Order, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry
-from tests.integration.syncing import assert_exact, backlog_ids, new_sync
+from tests.support.syncing import assert_exact, backlog_ids, new_sync
 
 T0 = 1_750_000_000_000
 BENCHMARKS = [f"bmd_{i:02d}" for i in range(10)]

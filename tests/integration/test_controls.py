@@ -1,6 +1,6 @@
 """Operator controls against the simulator: filters, metadata labels and their cap, buckets, --once, check.
 
-Expected figures come from tests.integration.expected (computed straight from the runs); the labels
+Expected figures come from tests.support.runs_oracle (computed straight from the runs); the labels
 a run should get are worked out here from the simulator's listing order, independently of the
 exporter's code.
 """
@@ -16,8 +16,10 @@ import pytest
 
 from exporter.settings import SettingsError, load_invocation
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
-from tests.integration.expected import benchmark_part, expected_samples
-from tests.integration.harness import Exporter, Samples, free_port, parse, run_cli, sample
+from tests.support.exporter_process import Exporter, run_cli
+from tests.support.ports import free_port
+from tests.support.runs_oracle import expected_samples
+from tests.support.samples import Samples, assert_samples, benchmark_part, parse, sample
 
 NOW_MS = 1_760_000_000_000
 OTHER = "__other__"
@@ -40,13 +42,6 @@ def expected_labelled(
         for (name, labels), value in expected_samples(members, names, **buckets).items():
             out[(name, labels if name == "runloop_benchmark_info" else labels | extra)] = value
     return out
-
-
-def assert_same(actual: Samples, expected: Samples) -> None:
-    missing = {k: v for k, v in expected.items() if k not in actual}
-    extra = {k: v for k, v in actual.items() if k not in expected}
-    wrong = {k: (v, actual[k]) for k, v in expected.items() if k in actual and actual[k] != pytest.approx(v)}
-    assert (missing, extra, wrong) == ({}, {}, {})
 
 
 # --- filters --------------------------------------------------------------------------------------
@@ -113,13 +108,13 @@ def test_filters_remove_every_series_of_other_benchmarks(
     exporter = start_exporter(env=env)
     scraped = exporter.wait_for_sync()
     names = {bid: name for bid, name in FILTER_NAMES.items() if bid in kept}
-    assert_same(benchmark_part(scraped), expected_samples(only(runs, kept), names))
+    assert_samples(benchmark_part(scraped), expected_samples(only(runs, kept), names))
 
     # the world changes: new runs everywhere; still only the kept benchmarks show
     for bid in ALL_BIDS:
         world.add_run(benchmark_id=bid, state="canceled", start_ms=NOW_MS, duration_ms=1_000)
     scraped = exporter.wait_for_sync()
-    assert_same(benchmark_part(scraped), expected_samples(only(world.runs(), kept), names))
+    assert_samples(benchmark_part(scraped), expected_samples(only(world.runs(), kept), names))
 
     if "RUNLOOP_EXPORTER_INCLUDE_BENCHMARK_IDS" in env:  # excluded benchmarks cost no request at all
         listed = {r.query.get("benchmark_id") for r in simulator.requests if r.path == "/v1/benchmark_runs"}
@@ -138,8 +133,8 @@ def test_a_filter_and_its_opposite_split_the_account_exactly(
     right = start_exporter(env={"RUNLOOP_EXPORTER_EXCLUDE_BENCHMARK_NAMES": "eval-.*"})
     a, b = benchmark_part(left.wait_for_sync()), benchmark_part(right.wait_for_sync())
     assert set(a) & set(b) == set()
-    assert_same({**a, **b}, expected_samples(runs, FILTER_NAMES))
-    assert_same(a, expected_samples(only(runs, ["bmd_alpha", "bmd_beta", "bmd_delta"]), FILTER_NAMES))
+    assert_samples({**a, **b}, expected_samples(runs, FILTER_NAMES))
+    assert_samples(a, expected_samples(only(runs, ["bmd_alpha", "bmd_beta", "bmd_delta"]), FILTER_NAMES))
 
 
 # --- metadata labels and the cap -------------------------------------------------------------------
@@ -231,7 +226,7 @@ def test_metadata_and_purpose_labels_with_the_cap_and_the_folded_counter(
         }
     )
     scraped = exporter.wait_for_sync()
-    assert_same(benchmark_part(scraped), expected_labelled(backfill, LABEL_NAMES, labeller(admitted)))
+    assert_samples(benchmark_part(scraped), expected_labelled(backfill, LABEL_NAMES, labeller(admitted)))
     want = folded(backfill, admitted)
     assert want == {"metadata_team": 4, "metadata_model_name": 2, "purpose": 2}
     for label, count in want.items():
@@ -264,7 +259,7 @@ def test_metadata_and_purpose_labels_with_the_cap_and_the_folded_counter(
     )
     scraped = exporter.wait_for_sync()
     now = world.runs()
-    assert_same(benchmark_part(scraped), expected_labelled(now, LABEL_NAMES, labeller(admitted)))
+    assert_samples(benchmark_part(scraped), expected_labelled(now, LABEL_NAMES, labeller(admitted)))
     assert folded(now, admitted)["metadata_team"] == 5
     assert sample(scraped, "runloop_exporter_label_values_folded_total", label="metadata_team") == 5
     assert sample(scraped, "runloop_exporter_label_values_folded_total", label="purpose") == 2
@@ -308,7 +303,7 @@ def test_custom_buckets_change_the_exposition(world: World, start_exporter: Call
     expected = expected_samples(
         runs, FILTER_NAMES, score_buckets=score_buckets, duration_buckets=duration_buckets
     )
-    assert_same(scraped, expected)
+    assert_samples(scraped, expected)
     les = {dict(labels).get("le") for name, labels in scraped if name == "runloop_benchmark_run_score_bucket"}
     assert les == {"0.25", "0.5", "1.0", "+Inf"}
 
@@ -383,7 +378,7 @@ def test_once_prints_the_exposition_and_exits_0(world: World, simulator: Simulat
     result = run_cli(["--once"], {"RUNLOOP_API_KEY": DEFAULT_API_KEY, "RUNLOOP_BASE_URL": simulator.url})
     assert result.returncode == 0, result.stderr
     scraped = parse(result.stdout)
-    assert_same(benchmark_part(scraped), expected_samples(runs, FILTER_NAMES))
+    assert_samples(benchmark_part(scraped), expected_samples(runs, FILTER_NAMES))
     assert sample(scraped, "runloop_up") == 1
     assert sample(scraped, "runloop_exporter_syncs_total", result="success") == 1
     assert sample(scraped, "runloop_exporter_syncs_total", result="failure") == 0

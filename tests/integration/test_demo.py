@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.harness import Exporter, sample, wait_until
+from tests.support.exporter_process import Exporter
+from tests.support.samples import sample
+from tests.support.waiting import wait_until
 
 CONTRACT = [
     "runloop_benchmark_runs",

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import free_port, wait_until
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 # What `./dev` needs to set up the environment and run the exporter.

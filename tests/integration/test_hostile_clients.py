@@ -18,8 +18,10 @@ import pytest
 
 from exporter.api import MAX_BODY_BYTES
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
-from tests.integration.harness import Exporter, Samples, parse, sample, wait_until
 from tests.integration.test_web_config import TLS, Pki, SecureExporter, web_config
+from tests.support.exporter_process import Exporter
+from tests.support.samples import Samples, parse, sample
+from tests.support.waiting import wait_until
 
 FLOOD = 1_000
 HALF_SENT = b"GET /metrics HTTP/1.1\r\n"

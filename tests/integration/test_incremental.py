@@ -8,7 +8,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from exporter.simulator import Order, Simulator, World
-from tests.integration.syncing import assert_exact, figures, full_figures, new_sync
+from tests.support.syncing import assert_exact, figures, full_figures, new_sync
 
 ORDERS: list[Order] = ["newest_first", "oldest_first", "shuffled"]
 T0 = 1_750_000_000_000

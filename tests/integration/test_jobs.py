@@ -24,9 +24,10 @@ from exporter.simulator import DEFAULT_API_KEY, Latency, Order, Simulator, World
 from exporter.sync.jobs import JobsSync, WithJobs
 from exporter.sync.records import InvalidRecords
 from exporter.telemetry import Telemetry
-from tests.integration.harness import Samples, parse, run_cli
-from tests.integration.syncing import assert_exact, new_sync
-from tests.jobs_oracle import expected_job_samples, job_part
+from tests.support.exporter_process import run_cli
+from tests.support.jobs_oracle import expected_job_samples
+from tests.support.samples import Samples, job_part, parse
+from tests.support.syncing import assert_exact, new_sync
 
 T0 = 1_760_000_000_000
 AGENTS = [("claude-code", "claude-opus-4"), ("openhands", "gpt-5"), ("aider", None)]

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import gc
 import io
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog
@@ -25,25 +23,15 @@ from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry
-from tests.integration.harness import Exporter, wait_until
+from tests.support.exporter_process import Exporter
+from tests.support.logs import json_lines
+from tests.support.waiting import wait_until
 
 KEY_ONE = "rl_key_one_7f3a9c1e5b"
 KEY_TWO = "rl_key_two_0d8e4b2f6a"  # the same length: only the content changes
 ENV_SECRET = "env-value-never-seen"
 SECRET_NAME = "SECRET_NAME_NEVER_SEEN"
 NOW_MS = 1_760_000_000_000
-
-
-def log_lines(exporter: Exporter, event: str) -> list[dict[str, Any]]:
-    out = []
-    for line in exporter.logs().splitlines():
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            continue
-        if parsed.get("event") == event:
-            out.append(parsed)
-    return out
 
 
 def seed(world: World) -> None:
@@ -110,7 +98,7 @@ def test_rotated_key_file_is_used_without_restart(
     assert exporter.proc.pid == pid
     assert exporter.proc.poll() is None
     assert scraped[("runloop_up", frozenset())] == 1
-    assert len(log_lines(exporter, "the API key file changed; using the new key")) == 1
+    assert len(json_lines(exporter.logs(), "the API key file changed; using the new key")) == 1
     logs = exporter.logs()
     assert KEY_ONE not in logs
     assert KEY_TWO not in logs
@@ -127,14 +115,14 @@ def test_key_file_that_vanishes_keeps_the_previous_key_and_says_so_once(
     successes = exporter.successes()
     scraped = exporter.wait_for_sync(after=successes + 2)  # three syncs, several requests each
     assert scraped[("runloop_up", frozenset())] == 1
-    warnings = log_lines(exporter, "the API key file cannot be read; keeping the previous key")
+    warnings = json_lines(exporter.logs(), "the API key file cannot be read; keeping the previous key")
     assert len(warnings) == 1
     assert str(path) in warnings[0]["error"]
 
     simulator.api_key = KEY_TWO
     path.write_text(KEY_TWO)
     exporter.wait_for_sync()
-    assert len(log_lines(exporter, "the API key file changed; using the new key")) == 1
+    assert len(json_lines(exporter.logs(), "the API key file changed; using the new key")) == 1
     assert KEY_TWO not in exporter.logs()
 
 
@@ -189,7 +177,7 @@ def test_a_key_in_the_base_url_is_redacted_in_the_real_process(
     )
     wait_until(lambda: exporter.failures() >= 1, 20, "a sync")
     assert KEY_ONE not in exporter.logs()
-    started = log_lines(exporter, "runloop-exporter started")
+    started = json_lines(exporter.logs(), "runloop-exporter started")
     assert started
     assert started[0]["base_url"] == f"{simulator.url}/proxy/{REDACTED}?token={REDACTED}"
 

@@ -17,7 +17,7 @@ import pytest
 
 from exporter.cli import ONCE_GRACE_S, ONCE_TIMEOUT_S
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
-from tests.integration.harness import run_cli
+from tests.support.exporter_process import run_cli
 
 EXIT_WITHIN_S = 5.0  # after the timeout, as --help and the README promise
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.simulator import Order, Simulator, World
-from tests.integration.syncing import assert_exact, backlog_ids, new_sync
+from tests.support.syncing import assert_exact, backlog_ids, new_sync
 
 T0 = 1_750_000_000_000
 BENCHMARKS = ["bmd_a", "bmd_b", None]

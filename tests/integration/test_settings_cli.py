@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import free_port, run_cli
+from tests.support.exporter_process import run_cli
+from tests.support.ports import free_port
 
 KEY = {"RUNLOOP_API_KEY": "k3y-value"}
 

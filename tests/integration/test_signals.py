@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from tests.integration.harness import Exporter
+from tests.support.exporter_process import Exporter
 
 
 def test_a_stream_of_signals_exits_0_within_5_seconds(start_exporter: Callable[..., Exporter]) -> None:

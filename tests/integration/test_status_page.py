@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
-from tests.deploy.support import require_tool
-from tests.integration.harness import Exporter, wait_until
+from tests.support.exporter_process import Exporter
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_until
 
 EVIL = "<script>alert(1)</script>"
 HOUR_MS = 3_600_000

@@ -11,7 +11,7 @@ from exporter.api import CancelledError, RetryPolicy, RunloopClient, RunloopErro
 from exporter.simulator import DEFAULT_API_KEY, Order, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry
-from tests.integration.syncing import assert_exact, figures, full_figures, new_sync
+from tests.support.syncing import assert_exact, figures, full_figures, new_sync
 
 T0 = 1_750_000_000_000
 

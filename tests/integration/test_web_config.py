@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -25,7 +24,11 @@ import pytest
 import trustme
 
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
-from tests.integration.harness import Exporter, free_port, parse, sample, wait_until
+from tests.support.exporter_process import Exporter
+from tests.support.ports import free_port
+from tests.support.samples import parse, sample
+from tests.support.tools import require_tool
+from tests.support.waiting import wait_until
 
 PASSWORD = "correct horse battery staple"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
@@ -438,12 +441,7 @@ def test_bad_web_config_exits_2_with_one_line(pki: Pki, text: str, field: str) -
 
 @pytest.fixture
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("prometheus is missing (install Debian's prometheus package)")
-        pytest.skip("prometheus is not installed (Debian: apt-get install prometheus)")
-    return path
+    return require_tool("prometheus")
 
 
 def test_prometheus_scrapes_through_mtls_and_basic_auth(

@@ -20,8 +20,8 @@ from exporter.models import Invalid
 from exporter.simulator import World
 from exporter.simulator.jobs import render
 from exporter.sync.jobs import _cut
-from tests.integration.harness import parse
-from tests.jobs_oracle import expected_job_samples, job_part
+from tests.support.jobs_oracle import expected_job_samples
+from tests.support.samples import job_part, parse
 
 T0 = 1_760_000_000_000
 AGENTS = [("claude-code", "claude-opus-4"), ("openhands", "gpt-5"), ("aider", None)]

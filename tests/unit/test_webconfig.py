@@ -18,7 +18,9 @@ from exporter.http.errors import WebConfigError
 from exporter.http.tls import ClientAuth
 from exporter.http.webconfig import WebConfig, load_web_config
 
-HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+# A fixed hash of "s3cret" (cost 4): test ids are built from it, and parallel workers must collect the
+# same ids, so it is not made afresh at import.
+HASH = "$2b$04$LiCJHeqcrimGXANeSXKjq.EvcbTANlQTLCiQVZZC9aEeGGz0cPFF."
 
 
 @pytest.fixture

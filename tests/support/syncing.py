@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pytest
-
 from exporter.aggregate import Snapshot
 from exporter.api import RetryPolicy, RunloopClient
 from exporter.exposition import Rendered
@@ -14,8 +12,8 @@ from exporter.politeness import RequestGate
 from exporter.simulator import DEFAULT_API_KEY, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
 from exporter.telemetry import Telemetry
-from tests.integration.expected import benchmark_part, expected_samples
-from tests.integration.harness import Samples, parse
+from tests.support.runs_oracle import expected_samples
+from tests.support.samples import Samples, assert_samples, benchmark_part, parse
 
 
 def new_sync(
@@ -102,15 +100,7 @@ def truth(world: World, *, still_running: Mapping[str, str] | None = None) -> Sa
 
 def assert_exact(snapshot: Snapshot, world: World, *, still_running: Mapping[str, str] | None = None) -> None:
     """Every benchmark-run sample equals the simulator's truth (sums to rounding)."""
-    actual, expected = exposed(snapshot), truth(world, still_running=still_running)
-    assert set(actual) == set(expected), {
-        "missing": sorted(map(str, set(expected) - set(actual)))[:5],
-        "extra": sorted(map(str, set(actual) - set(expected)))[:5],
-    }
-    wrong = {
-        key: (value, actual[key]) for key, value in expected.items() if actual[key] != pytest.approx(value)
-    }
-    assert not wrong, list(wrong.items())[:5]
+    assert_samples(exposed(snapshot), truth(world, still_running=still_running))
 
 
 def backlog_ids(sync: IncrementalSync, world: World) -> dict[str, str]:

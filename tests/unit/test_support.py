@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.support import check_shape, metric_names, require_tool
+from tests.support.deploy import check_shape, metric_names
+from tests.support.tools import require_tool
 
 MISSING = "runloop-no-such-tool"
 

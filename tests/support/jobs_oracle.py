@@ -12,8 +12,8 @@ from typing import Any
 from prometheus_client.utils import floatToGoString
 
 from exporter.aggregate import DEFAULT_SCORE_BUCKETS
+from tests.support.samples import Samples
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 STATES = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")
 ENDED = {"completed", "failed", "cancelled", "timeout"}
 
@@ -104,12 +104,3 @@ def expected_job_samples(
             samples[("runloop_agent_last_benchmark_run_score", base)] = g["last"][1]
             samples[("runloop_agent_last_benchmark_run_timestamp_seconds", base)] = g["last"][0][0] / 1000
     return samples
-
-
-def job_part(samples: Samples) -> Samples:
-    """The benchmark-job samples of a scrape."""
-    return {
-        key: value
-        for key, value in samples.items()
-        if key[0].startswith("runloop_agent_") or key[0] == "runloop_benchmark_jobs"
-    }

@@ -1,21 +1,18 @@
-"""Shared by the deploy tests: where things are, the metric contract, finding tools, rendering the chart."""
+"""Shared by the deploy tests: where things are, the metric contract, rendering the chart, checking shapes."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.tools import REPO
+
 CHART = REPO / "deploy" / "helm" / "runloop-exporter"
 RULES_FILE = CHART / "files" / "alerts.yaml"
 DASHBOARD_FILE = CHART / "files" / "runloop-exporter.json"
@@ -65,33 +62,6 @@ _RUNLOOP_NAME = re.compile(r"\b(runloop_[a-z0-9_]+)")
 def metric_names(expr: str) -> set[str]:
     """The runloop_* metric names an expression refers to."""
     return set(_RUNLOOP_NAME.findall(expr))
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def find_tool(name: str) -> str | None:
-    """A tool on PATH, else the copy scripts/install-test-tools.sh caches in .tools/bin."""
-    found = shutil.which(name)
-    if found:
-        return found
-    cached = REPO / ".tools" / "bin" / name
-    return str(cached) if os.access(cached, os.X_OK) else None
-
-
-def require_tool(name: str) -> str:
-    """The tool's path; skip the test when it is missing, except under CI=true, where that is a failure."""
-    path = find_tool(name)
-    if path is None:
-        reason = f"{name} is not installed (bash scripts/install-test-tools.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
-    return path
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,16 @@
-"""Expected figures computed straight from a list of runs, independently of the exporter's code."""
+"""The benchmark-run samples /metrics must show, computed straight from raw run records.
+
+Independent of the exporter's parsing and aggregation: plain loops over the documented fields (a
+duration is `duration_ms / 1000` seconds, `le` buckets are cumulative and inclusive), so a test
+comparing the two can fail when either is wrong.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tests.integration.harness import Samples
+from tests.support.samples import Samples
 
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DURATION_BUCKETS = (60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
@@ -31,9 +36,9 @@ def expected_samples(
     """The benchmark-run samples that /metrics must show for these (valid) runs."""
     runs = list(runs)
     out: Samples = {}
-    benchmarks = sorted({r.get("benchmark_id") for r in runs}, key=lambda b: b or "")
+    benchmarks = sorted({r.get("benchmark_id") or None for r in runs}, key=lambda b: b or "")
     for bid in benchmarks:
-        mine = [r for r in runs if r.get("benchmark_id") == bid]
+        mine = [r for r in runs if (r.get("benchmark_id") or None) == bid]
         states = set(STATES) | {r["state"] for r in mine}
         for state in states:
             out[("runloop_benchmark_runs", _labels(bid, state=state))] = float(
@@ -66,7 +71,8 @@ def expected_samples(
             if r["state"] == "completed" and r.get("score") is not None and r.get("duration_ms") is not None
         ]
         if finished:
-            last = max(finished, key=lambda r: r["start_time_ms"] + r["duration_ms"])
+            # The run that ended last; on a tie, the higher score.
+            last = max(finished, key=lambda r: (r["start_time_ms"] + r["duration_ms"], r["score"]))
             out[("runloop_benchmark_last_completed_run_score", _labels(bid))] = float(last["score"])
             out[("runloop_benchmark_last_completed_run_timestamp_seconds", _labels(bid))] = (
                 last["start_time_ms"] + last["duration_ms"]
@@ -84,12 +90,3 @@ def expected_samples(
                 )
             ] = 1.0
     return out
-
-
-def benchmark_part(samples: Samples) -> Samples:
-    """Only the benchmark-run series of a scrape (not the exporter's own, nor the benchmark jobs')."""
-    return {
-        key: value
-        for key, value in samples.items()
-        if key[0].startswith("runloop_benchmark_") and key[0] != "runloop_benchmark_jobs"
-    }
