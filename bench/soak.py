@@ -22,14 +22,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from exporter.api import RetryPolicy, RunloopClient
-from exporter.exposition import Rendered, render_registry
-from exporter.job import SyncJob
 from exporter.logs import configure
+from exporter.metrics.exposition import Rendered, render_registry
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.server import State
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.telemetry import Telemetry
+from exporter.sync.job import SyncJob
 
 T0 = 1_700_000_000_000
 SYNC_CLOCK_STEP_S = 60.0

@@ -25,9 +25,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pydantic import SecretStr
 
 from exporter import __version__
-from exporter.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps
-from exporter.aggregate import Snapshot
-from exporter.api import (
+from exporter.logs import configure
+from exporter.metrics.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps
+from exporter.metrics.aggregate import Snapshot
+from exporter.metrics.exposition import render_registry
+from exporter.metrics.labels import FoldCounting, RunLabels, make_grouping
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.apikey import ApiKey
+from exporter.runloop.client import (
     ApiError,
     AuthError,
     CancelledError,
@@ -35,19 +40,14 @@ from exporter.api import (
     RunloopClient,
     RunloopError,
 )
-from exporter.apikey import ApiKey
-from exporter.exposition import render_registry
-from exporter.job import SyncJob, explain
-from exporter.labels import FoldCounting, RunLabels, make_grouping
-from exporter.logs import configure
-from exporter.models import RUNNING, Invalid, parse_run
-from exporter.politeness import RequestGate
+from exporter.runloop.models import RUNNING, Invalid, parse_run
+from exporter.runloop.politeness import RequestGate
 from exporter.server import Limits, MetricsServer, State
 from exporter.settings import Settings, SettingsError, describe, load_invocation
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Latency, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync, SyncConfig
+from exporter.sync.job import SyncJob, explain
 from exporter.sync.jobs import JobsSync, WithJobs
-from exporter.telemetry import Telemetry
 from exporter.webconfig import WebConfigError, load_web_config
 
 log = structlog.get_logger("exporter")

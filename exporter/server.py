@@ -43,7 +43,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from exporter import __version__, status
-from exporter.exposition import Rendered
+from exporter.metrics.exposition import Rendered
 from exporter.webconfig import BasicAuth, Signature, WebConfig, WebConfigError, load_web_config
 
 log = structlog.get_logger("exporter.server")

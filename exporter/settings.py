@@ -23,9 +23,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
 from exporter import __version__
-from exporter.aggregate import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
-from exporter.filters import BenchmarkFilter, compile_name_filter
-from exporter.labels import check_metadata_keys
+from exporter.metrics.aggregate import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
+from exporter.metrics.filters import BenchmarkFilter, compile_name_filter
+from exporter.metrics.labels import check_metadata_keys
 
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]

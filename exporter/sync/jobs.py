@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from exporter.agents import (
+from exporter.metrics.agents import (
     AGENT_LABEL,
     EXCEPTION_LABEL,
     AgentCaps,
@@ -32,8 +32,8 @@ from exporter.agents import (
     JobsTotals,
     build_jobs_snapshot,
 )
-from exporter.aggregate import Snapshot
-from exporter.api import (
+from exporter.metrics.aggregate import Snapshot
+from exporter.runloop.client import (
     ApiError,
     AuthError,
     Page,
@@ -44,9 +44,9 @@ from exporter.api import (
     ShutdownError,
     record_id,
 )
-from exporter.idset import IdSet
-from exporter.jobs import Job, parse_job
-from exporter.models import Invalid
+from exporter.runloop.jobs import Job, parse_job
+from exporter.runloop.models import Invalid
+from exporter.sync.idset import IdSet
 from exporter.sync.lookups import Lookups
 from exporter.sync.planner import Costs
 from exporter.sync.records import InvalidRecords

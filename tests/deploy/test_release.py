@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from exporter import __version__
-from exporter.telemetry import Telemetry
+from exporter.metrics.telemetry import Telemetry
 from tests.deploy.support import CHART, REPO, load_yaml, run
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from exporter.aggregate import Snapshot
-from exporter.api import RetryPolicy, RunloopClient
-from exporter.exposition import Rendered
-from exporter.politeness import RequestGate
+from exporter.metrics.aggregate import Snapshot
+from exporter.metrics.exposition import Rendered
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.politeness import RequestGate
 from exporter.simulator import DEFAULT_API_KEY, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.telemetry import Telemetry
 from tests.integration.expected import benchmark_part, expected_samples
 from tests.integration.harness import Samples, parse
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.api import RetryPolicy, RunloopClient, TransientError
-from exporter.politeness import RequestGate
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RetryPolicy, RunloopClient, TransientError
+from exporter.runloop.politeness import RequestGate
 from exporter.simulator import Latency, Order, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.telemetry import Telemetry
 from tests.integration.syncing import assert_exact, backlog_ids, new_sync
 
 T0 = 1_750_000_000_000

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from exporter.api import RetryPolicy
+from exporter.runloop.client import RetryPolicy
 from exporter.simulator import RequestRecord, Simulator, World
 from tests.integration.expected import benchmark_part, expected_samples
 from tests.integration.harness import Exporter, Samples, free_port, sample, wait_until

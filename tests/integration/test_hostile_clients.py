@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter.api import MAX_BODY_BYTES
+from exporter.runloop.client import MAX_BODY_BYTES
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from tests.integration.harness import Exporter, Samples, parse, sample, wait_until
 from tests.integration.test_web_config import TLS, Pki, SecureExporter, web_config

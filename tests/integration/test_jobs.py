@@ -11,18 +11,18 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from exporter.agents import AgentCaps
-from exporter.aggregate import Snapshot
-from exporter.api import RetryPolicy, RunloopClient
 from exporter.cli import build_sync
-from exporter.exposition import Rendered
-from exporter.filters import BenchmarkFilter
-from exporter.politeness import RequestGate
+from exporter.metrics.agents import AgentCaps
+from exporter.metrics.aggregate import Snapshot
+from exporter.metrics.exposition import Rendered
+from exporter.metrics.filters import BenchmarkFilter
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.politeness import RequestGate
 from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, Order, Simulator, World
 from exporter.sync.jobs import JobsSync, WithJobs
 from exporter.sync.records import InvalidRecords
-from exporter.telemetry import Telemetry
 from tests.integration.harness import Samples, parse, run_cli
 from tests.integration.syncing import assert_exact, new_sync
 from tests.jobs_oracle import expected_job_samples, job_part

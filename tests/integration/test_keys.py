@@ -17,14 +17,14 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from exporter.api import RunloopClient
-from exporter.apikey import ApiKey
-from exporter.exposition import Rendered
 from exporter.logs import REDACTED, configure
+from exporter.metrics.exposition import Rendered
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.apikey import ApiKey
+from exporter.runloop.client import RunloopClient
 from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.telemetry import Telemetry
 from tests.integration.harness import Exporter, wait_until
 
 KEY_ONE = "rl_key_one_7f3a9c1e5b"

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.api import (
+from exporter.runloop.client import (
     MAX_BODY_BYTES,
     USER_AGENT,
     ApiError,

@@ -10,13 +10,13 @@ import pytest
 from pydantic import SecretStr
 
 from exporter import status
-from exporter.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
-from exporter.api import RunloopClient, TransientError
-from exporter.apikey import ApiKey
-from exporter.job import SyncJob
-from exporter.models import Run
+from exporter.metrics.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.apikey import ApiKey
+from exporter.runloop.client import RunloopClient, TransientError
+from exporter.runloop.models import Run
 from exporter.server import State
-from exporter.telemetry import Telemetry
+from exporter.sync.job import SyncJob
 
 NOW = 1_700_000_000.0
 HOUR_MS = 3_600_000

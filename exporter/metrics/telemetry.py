@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.metrics import disable_created_metrics
 
 from exporter import __version__
-from exporter.api import BENCHMARK_PATH, BENCHMARKS_PATH, JOB_PATH, JOBS_PATH, RUN_PATH, RUNS_PATH
-from exporter.jobs import JOB_INVALID_REASONS
-from exporter.models import INVALID_REASONS
+from exporter.runloop.client import BENCHMARK_PATH, BENCHMARKS_PATH, JOB_PATH, JOBS_PATH, RUN_PATH, RUNS_PATH
+from exporter.runloop.jobs import JOB_INVALID_REASONS
+from exporter.runloop.models import INVALID_REASONS
 from exporter.server import CLOSE_REASONS
 
 # `_created` series double the counter lines and no dashboard of ours reads them.

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from exporter import __version__
-from exporter.politeness import GateTimeoutError, RequestGate
+from exporter.runloop.politeness import GateTimeoutError, RequestGate
 
 RUNS_PATH = "/v1/benchmark_runs"
 RUN_PATH = "/v1/benchmark_runs/{id}"

@@ -12,7 +12,10 @@ import time
 import structlog
 
 from exporter import status
-from exporter.api import (
+from exporter.logs import REDACTOR
+from exporter.metrics.exposition import Rendered
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import (
     ApiError,
     AuthError,
     BadResponseError,
@@ -24,11 +27,8 @@ from exporter.api import (
     ShutdownError,
     TransientError,
 )
-from exporter.exposition import Rendered
-from exporter.logs import REDACTOR
 from exporter.server import State
 from exporter.sync import Sync
-from exporter.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
 

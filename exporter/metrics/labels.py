@@ -25,9 +25,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from exporter.aggregate import GroupKey, Labels, Snapshot
-from exporter.filters import BenchmarkFilter, NameOf
-from exporter.models import Run
+from exporter.metrics.aggregate import GroupKey, Labels, Snapshot
+from exporter.metrics.filters import BenchmarkFilter, NameOf
+from exporter.runloop.models import Run
 
 if TYPE_CHECKING:  # settings import this module; keep it free of the sync machinery at run time
     from exporter.sync import Grouping, Sync
