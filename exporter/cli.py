@@ -32,21 +32,15 @@ from exporter.metrics.exposition import render_registry
 from exporter.metrics.labels import FoldCounting, RunLabels, make_grouping
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.apikey import ApiKey
-from exporter.runloop.client import (
-    ApiError,
-    AuthError,
-    CancelledError,
-    RetryPolicy,
-    RunloopClient,
-    RunloopError,
-)
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.errors import ApiError, AuthError, CancelledError, RunloopError, explain
 from exporter.runloop.models import RUNNING, Invalid, parse_run
 from exporter.runloop.politeness import RequestGate
 from exporter.server import Limits, MetricsServer, State
 from exporter.settings import Settings, SettingsError, describe, load_invocation
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Latency, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync, SyncConfig
-from exporter.sync.job import SyncJob, explain
+from exporter.sync.job import SyncJob
 from exporter.sync.jobs import JobsSync, WithJobs
 from exporter.webconfig import WebConfigError, load_web_config
 

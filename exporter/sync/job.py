@@ -15,39 +15,12 @@ from exporter import status
 from exporter.logs import REDACTOR
 from exporter.metrics.exposition import Rendered
 from exporter.metrics.telemetry import Telemetry
-from exporter.runloop.client import (
-    ApiError,
-    AuthError,
-    BadResponseError,
-    CancelledError,
-    PaginationError,
-    RateLimitedError,
-    RunloopClient,
-    RunloopError,
-    ShutdownError,
-    TransientError,
-)
+from exporter.runloop.client import RunloopClient
+from exporter.runloop.errors import AuthError, CancelledError, RunloopError, ShutdownError, explain
 from exporter.server import State
 from exporter.sync import Sync
 
 log = structlog.get_logger(__name__)
-
-
-def explain(exc: BaseException, base_url: str) -> str:
-    """One line saying what is wrong, in the operator's terms (--once, check and the status page)."""
-    if isinstance(exc, AuthError):
-        return f"{exc}: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE"
-    if isinstance(exc, RateLimitedError):
-        return f"Runloop asked us to slow down ({exc}); try again later"
-    if isinstance(exc, TransientError):
-        return f"cannot reach {base_url}, or it keeps failing ({exc}): check RUNLOOP_BASE_URL and the network"
-    if isinstance(exc, BadResponseError | ApiError):
-        return f"{base_url} did not answer like Runloop's API ({exc}): check RUNLOOP_BASE_URL"
-    if isinstance(exc, PaginationError):
-        return f"paging through {base_url} did not work: {exc}"
-    if isinstance(exc, CancelledError):
-        return f"stopped: {exc}"
-    return f"unexpected error: {exc!r}"
 
 
 class SyncJob:

@@ -33,16 +33,14 @@ from exporter.metrics.agents import (
     build_jobs_snapshot,
 )
 from exporter.metrics.aggregate import Snapshot
-from exporter.runloop.client import (
+from exporter.runloop.client import Page, RunloopClient, record_id
+from exporter.runloop.errors import (
     ApiError,
     AuthError,
-    Page,
     PaginationError,
     ResponseTooLargeError,
-    RunloopClient,
     RunloopError,
     ShutdownError,
-    record_id,
 )
 from exporter.runloop.jobs import Job, parse_job
 from exporter.runloop.models import Invalid

@@ -13,7 +13,8 @@ from collections.abc import Callable
 import pytest
 
 from exporter.metrics.telemetry import Telemetry
-from exporter.runloop.client import RetryPolicy, RunloopClient, TransientError
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.errors import TransientError
 from exporter.runloop.politeness import RequestGate
 from exporter.simulator import Latency, Order, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, SyncConfig

@@ -8,7 +8,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from exporter.metrics.telemetry import Telemetry
-from exporter.runloop.client import CancelledError, RetryPolicy, RunloopClient, RunloopError
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.errors import CancelledError, RunloopError
 from exporter.simulator import DEFAULT_API_KEY, Order, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, SyncConfig
 from tests.integration.syncing import assert_exact, figures, full_figures, new_sync

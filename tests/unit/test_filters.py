@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from exporter.metrics.filters import BenchmarkFilter, compile_name_filter
-from exporter.runloop.client import RetryPolicy, RunloopClient, TransientError
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.errors import TransientError
 from exporter.sync import BenchmarkNames
 
 NAMES: dict[str, str | None] = {

@@ -13,7 +13,8 @@ from exporter import status
 from exporter.metrics.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.apikey import ApiKey
-from exporter.runloop.client import RunloopClient, TransientError
+from exporter.runloop.client import RunloopClient
+from exporter.runloop.errors import TransientError
 from exporter.runloop.models import Run
 from exporter.server import State
 from exporter.sync.job import SyncJob
