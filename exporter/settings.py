@@ -26,6 +26,7 @@ from exporter import __version__
 from exporter.metrics.aggregate import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
 from exporter.metrics.filters import BenchmarkFilter, compile_name_filter
 from exporter.metrics.labels import check_metadata_keys
+from exporter.runloop.apikey import read_key_file
 
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -189,19 +190,6 @@ def key_problem(key: str | None, key_file: Path | str | None, *, demo: bool) -> 
         except ValueError as exc:
             return f"{describe('api_key_file')}: {exc}"
     return None
-
-
-def read_key_file(path: Path) -> str:
-    """Read a key from a file such as a mounted Kubernetes Secret; surrounding whitespace is ignored."""
-    try:
-        key = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(
-            f"must be a readable file holding the key; {path} cannot be read: {exc.strerror or exc}"
-        ) from None
-    if not key:
-        raise ValueError(f"must be a file holding the key; {path} is empty")
-    return key
 
 
 @dataclass(frozen=True)
