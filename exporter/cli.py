@@ -36,7 +36,7 @@ from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.runloop.errors import ApiError, AuthError, CancelledError, RunloopError, explain
 from exporter.runloop.models import RUNNING, Invalid, parse_run
 from exporter.runloop.politeness import RequestGate
-from exporter.server import Limits, MetricsServer, State
+from exporter.server import CLOSE_REASONS, Limits, MetricsServer, State
 from exporter.settings import Settings, SettingsError, describe, load_invocation
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Latency, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync, SyncConfig
@@ -250,6 +250,7 @@ def run(settings: Settings) -> int:
 
     stop = threading.Event()
     telemetry = Telemetry()
+    telemetry.init_http(CLOSE_REASONS)
     client = build_client(settings, base_url, key, telemetry, stop)
     sync = build_sync(settings, client, telemetry)
     state = State(lambda: render_registry(telemetry.registry), demo=bool(demo))
@@ -371,6 +372,7 @@ def once(settings: Settings) -> int:
     demo = Demo.start() if settings.demo else None
     base_url = demo.simulator.url if demo else settings.base_url
     telemetry = Telemetry()
+    telemetry.init_http(CLOSE_REASONS)
     client = build_client(settings, base_url, _api_key(settings, demo), telemetry, retry=ONCE_RETRY)
     sync = _Recording(build_sync(settings, client, telemetry))
     state = State(lambda: render_registry(telemetry.registry))

@@ -156,7 +156,7 @@ class IncrementalSync:
             self._new_at_head = old_head_at > 0  # the new runs stand above the old first one, or not
         self._ledger = ledger
         self._last_full = started
-        self._telemetry.full_syncs.labels(reason).inc()
+        self._telemetry.full_reads.labels(reason).inc()
         if compare_with is not None:
             self._report_drift(compare_with, ledger)
         return ledger

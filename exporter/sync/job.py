@@ -76,7 +76,7 @@ class SyncJob:
         self._state.rendered = rendered
         self._record(started, success=True)
         self._show(started, requests_before, None)
-        t.sync_runs.set(snapshot.runs)
+        t.runs_known.set(snapshot.runs)
         log.info(
             "sync finished",
             runs=snapshot.runs,
