@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from exporter.cli import build_sync
+from exporter.app import build_sync
 from exporter.logs import configure
 from exporter.metrics.exposition import Rendered, render_registry
 from exporter.metrics.telemetry import Telemetry

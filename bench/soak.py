@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from exporter.app import StatePublisher
 from exporter.logs import configure
 from exporter.metrics.exposition import Rendered, render_registry
 from exporter.metrics.telemetry import Telemetry
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         telemetry=telemetry,
         clock=lambda: clock[0],
     )
-    job = SyncJob(sync, client, state, telemetry, deadline_s=30.0)
+    job = SyncJob(sync, client, StatePublisher(state), telemetry, deadline_s=30.0)
     churn = Churn(world, simulator, benchmarks, args.seed)
 
     print(f"soak: {args.syncs} syncs, {args.history} runs of history, {args.benchmarks} benchmarks")
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if n:
                 churn.step(n)
                 clock[0] += SYNC_CLOCK_STEP_S
-            if job():
+            if job().ok:
                 ok += 1
             else:
                 failed += 1

@@ -28,6 +28,9 @@ from exporter.metrics.filters import BenchmarkFilter, compile_name_filter
 from exporter.metrics.labels import check_metadata_keys
 from exporter.runloop.apikey import read_key_file
 
+DEMO_SYNC_INTERVAL_S = 5.0
+"""The sync interval of --demo when none is given: its world changes by the second."""
+
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -156,11 +159,18 @@ class Settings(BaseSettings):
         )
 
     @property
+    def interval_seconds(self) -> float:
+        """The time between syncs: the setting, or DEMO_SYNC_INTERVAL_S in --demo unless one was given."""
+        if self.demo and "sync_interval_seconds" not in self.model_fields_set:
+            return DEMO_SYNC_INTERVAL_S
+        return self.sync_interval_seconds
+
+    @property
     def sync_deadline_seconds(self) -> float:
-        """How long one incremental sync may take: the setting, or 90% of the interval."""
+        """How long one sync may take when serving: the setting, or 90% of the interval."""
         if self.sync_timeout_seconds is not None:
             return self.sync_timeout_seconds
-        return self.sync_interval_seconds * 0.9
+        return self.interval_seconds * 0.9
 
     @model_validator(mode="after")
     def _check_together(self) -> Settings:

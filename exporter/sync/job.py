@@ -1,52 +1,75 @@
-"""One sync cycle as the scheduler runs it: time it, swap the snapshot, record the outcome.
+"""One sync cycle as the scheduler runs it: time it, record it in the self-metrics, publish the outcome.
 
-Failures never reach the scheduler: the last good snapshot keeps being served, `runloop_up` drops to
-0, and the next interval tries again. Each sync also renders the status page (exporter.status): the
-table once per published snapshot, the "last sync" part after every sync, so requests only copy bytes.
+Failures never reach the scheduler: the outcome carries the error, the last good snapshot keeps being
+served, `runloop_up` drops to 0, and the next interval tries again. What is done with an outcome
+(serving the new exposition, rendering the status page, printing it for --once) is the caller's: the
+job hands every outcome but a shutdown to its `publish` callback, so it depends on nothing above sync.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
-from exporter import status
-from exporter.logs import REDACTOR
+from exporter.metrics.aggregate import Snapshot
 from exporter.metrics.exposition import Rendered
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.client import RunloopClient
-from exporter.runloop.errors import AuthError, CancelledError, RunloopError, ShutdownError, explain
-from exporter.server import State
-from exporter.sync import Sync
+from exporter.runloop.errors import AuthError, CancelledError, RunloopError, ShutdownError
+from exporter.sync.engine import Sync
 
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one sync came to: its snapshot and exposition, or the error that stopped it."""
+
+    error: BaseException | None
+    snapshot: Snapshot | None  # None when the sync failed: the previous one stays served
+    rendered: Rendered | None
+    ended_at: float  # wall clock, seconds since the epoch
+    duration_s: float
+    requests: int  # HTTP requests this sync sent
+
+    @property
+    def ok(self) -> bool:
+        """True when the sync succeeded."""
+        return self.error is None
+
+    @property
+    def interrupted(self) -> bool:
+        """True when the exporter's shutdown stopped the sync (not a failure of Runloop or of the sync)."""
+        return isinstance(self.error, ShutdownError)
+
+
+Publish = Callable[[Outcome], None]
+"""Receives every outcome except a shutdown's (which has nothing to show)."""
+
+
 class SyncJob:
-    """Runs a Sync with a deadline and publishes its result."""
+    """Runs a Sync with a deadline, records it in the self-metrics and publishes its outcome."""
 
     def __init__(
         self,
         sync: Sync,
         client: RunloopClient,
-        state: State,
+        publish: Publish,
         telemetry: Telemetry,
         *,
         deadline_s: float,
-        base_url: str = "",
     ) -> None:
         self._sync = sync
         self._client = client
-        self._state = state
+        self._publish = publish
         self._telemetry = telemetry
         self._deadline_s = deadline_s
-        self._base_url = base_url
-        self._table: status.Table | None = None  # the status page's table of the snapshot served now
 
-    def __call__(self) -> bool:
-        """Run one sync; True when it succeeded."""
-        t = self._telemetry
+    def __call__(self) -> Outcome:
+        """Run one sync; the outcome says whether it succeeded, and why not."""
         started = time.monotonic()
         requests_before = self._client.requests
         try:
@@ -54,49 +77,55 @@ class SyncJob:
             rendered = Rendered.of(snapshot)
         except AuthError as exc:
             self._fail("the API key was refused: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE", started, exc)
-            self._show(started, requests_before, exc)
-            return False
-        except ShutdownError:  # a normal stop: not a failure, and not an error line at every deploy
+            return self._end(started, requests_before, exc)
+        except ShutdownError as exc:  # a normal stop: not a failure, and not an error line at every deploy
             log.info("sync interrupted: the exporter is shutting down")
-            return False
+            return self._outcome(started, requests_before, exc)
         except CancelledError as exc:
             self._fail("sync stopped", started, exc)
-            self._show(started, requests_before, exc)
-            return False
+            return self._end(started, requests_before, exc)
         except RunloopError as exc:
             self._fail("sync failed", started, exc)
-            self._show(started, requests_before, exc)
-            return False
+            return self._end(started, requests_before, exc)
         except Exception as exc:  # a bug must not stop the scheduler: log it with its traceback
             log.exception("sync crashed", error=repr(exc))
             self._record(started, success=False)
-            self._show(started, requests_before, exc)
-            return False
-        self._table = status.render_table(snapshot)
-        self._state.rendered = rendered
+            return self._end(started, requests_before, exc)
+        outcome = self._outcome(started, requests_before, None, snapshot, rendered)
+        self._publish(outcome)
         self._record(started, success=True)
-        self._show(started, requests_before, None)
-        t.runs_known.set(snapshot.runs)
+        self._telemetry.runs_known.set(snapshot.runs)
         log.info(
             "sync finished",
             runs=snapshot.runs,
             benchmarks=len(snapshot.benchmark_ids),
-            requests=self._client.requests - requests_before,
-            duration_s=round(time.monotonic() - started, 3),
+            requests=outcome.requests,
+            duration_s=round(outcome.duration_s, 3),
         )
-        return True
+        return outcome
 
-    def _show(self, started: float, requests_before: int, error: BaseException | None) -> None:
-        """Render the status page for the sync that just ended (the table only changes on success)."""
-        last = status.LastSync(
+    def _outcome(
+        self,
+        started: float,
+        requests_before: int,
+        error: BaseException | None,
+        snapshot: Snapshot | None = None,
+        rendered: Rendered | None = None,
+    ) -> Outcome:
+        return Outcome(
+            error=error,
+            snapshot=snapshot,
+            rendered=rendered,
             ended_at=time.time(),
             duration_s=time.monotonic() - started,
             requests=self._client.requests - requests_before,
-            ok=error is None,
-            # Scrubbed although explain() never puts the key in: a page is no place to find out.
-            error=None if error is None else str(REDACTOR.scrub(explain(error, self._base_url or "the API"))),
         )
-        self._state.page = status.render(demo=self._state.demo, last=last, table=self._table)
+
+    def _end(self, started: float, requests_before: int, error: BaseException) -> Outcome:
+        """A failed sync: publish it (the status page says why) and hand it back."""
+        outcome = self._outcome(started, requests_before, error)
+        self._publish(outcome)
+        return outcome
 
     def _fail(self, message: str, started: float, exc: RunloopError) -> None:
         self._record(started, success=False)

@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from exporter.cli import build_sync
+from exporter.app import build_sync
 from exporter.metrics.agents import AgentCaps
 from exporter.metrics.aggregate import Snapshot
 from exporter.metrics.exposition import Rendered

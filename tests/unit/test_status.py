@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from exporter import status
+from exporter.app import StatePublisher
 from exporter.metrics.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.apikey import ApiKey
@@ -164,8 +165,9 @@ def test_sync_job_shows_a_failure_without_the_key() -> None:
         transport=httpx.MockTransport(lambda request: httpx.Response(500)),
     )
     state = State(lambda: b"", demo=False)
-    job = SyncJob(_Failing(key), client, state, Telemetry(), deadline_s=5, base_url="http://runloop.invalid")
-    assert job() is False
+    publish = StatePublisher(state, base_url="http://runloop.invalid")
+    job = SyncJob(_Failing(key), client, publish, Telemetry(), deadline_s=5)
+    assert isinstance(job().error, TransientError)
     text = "".join(dom(state.page).text)
     assert "cannot reach http://runloop.invalid" in text
     assert "bad token" in text
