@@ -2,6 +2,10 @@
 
 Its errors are in exporter.runloop.errors.
 
+Long because one class holds the whole request path (gate, deadline, retries, Retry-After, bounded
+body reads) and the paging built on it; they share the client's private state, so halves would reach
+into each other.
+
 Every request takes its deadline (a `time.monotonic()` value, or None) as an argument: a sync passes
 its own down, so concurrent callers never share a mutable one.
 """
