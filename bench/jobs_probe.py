@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 from bench.probe import peak_rss_mb
-from exporter.agents import AgentCaps
-from exporter.api import Page, RunloopClient
 from exporter.logs import configure
+from exporter.metrics.agents import AgentCaps
+from exporter.runloop.client import Page, RunloopClient
 from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY
 from exporter.sync.jobs import JobsSync

@@ -9,15 +9,15 @@ from __future__ import annotations
 import sys
 import time
 
-from exporter.api import RunloopClient
-from exporter.cli import build_sync
-from exporter.exposition import Rendered, render_registry
+from exporter.app import build_sync
 from exporter.http.server import MetricsServer
 from exporter.http.state import State
 from exporter.logs import configure
+from exporter.metrics.exposition import Rendered, render_registry
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RunloopClient
 from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY
-from exporter.telemetry import Telemetry
 
 
 def main(url: str, mode: str, page_size: int) -> None:

@@ -22,14 +22,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from exporter.api import RetryPolicy, RunloopClient
-from exporter.exposition import Rendered, render_registry
+from exporter.app import StatePublisher
 from exporter.http.state import State
-from exporter.job import SyncJob
 from exporter.logs import configure
+from exporter.metrics.exposition import Rendered, render_registry
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.telemetry import Telemetry
+from exporter.sync.job import SyncJob
 
 T0 = 1_700_000_000_000
 SYNC_CLOCK_STEP_S = 60.0
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         telemetry=telemetry,
         clock=lambda: clock[0],
     )
-    job = SyncJob(sync, client, state, telemetry, deadline_s=30.0)
+    job = SyncJob(sync, client, StatePublisher(state), telemetry, deadline_s=30.0)
     churn = Churn(world, simulator, benchmarks, args.seed)
 
     print(f"soak: {args.syncs} syncs, {args.history} runs of history, {args.benchmarks} benchmarks")
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if n:
                 churn.step(n)
                 clock[0] += SYNC_CLOCK_STEP_S
-            if job():
+            if job().ok:
                 ok += 1
             else:
                 failed += 1

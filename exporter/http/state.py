@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from exporter.exposition import Rendered
 from exporter.http import status
+from exporter.metrics.exposition import Rendered
 
 
 class State:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from exporter import __version__
-from exporter.aggregate import GroupView, Snapshot
-from exporter.models import KNOWN_STATES, RUNNING
+from exporter.metrics.aggregate import GroupView, Snapshot
+from exporter.runloop.models import KNOWN_STATES, RUNNING
 
 STUCK_AFTER_S = 6 * 3600
 """A run running longer than this is flagged, as the RunloopBenchmarkRunStuck alert does."""

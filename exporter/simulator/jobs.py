@@ -4,7 +4,10 @@ A job is kept as a compact description (agents, number of scenarios, a seed, the
 its view, with every scenario outcome, is rendered when it is served: a hundred thousand jobs of 500
 scenarios and 4 agents would be tens of gigabytes rendered. The benchmark runs a job creates are real
 runs of the World's run listing, ended with the score their scenario outcomes give, so both views agree.
-Every body validates against the official SDK's `BenchmarkJobView` (tests/unit/test_simulator_jobs.py).
+Every body validates against the official SDK's `BenchmarkJobView` (tests/unit/test_jobs.py).
+
+Long because the rendering and the store share the cached templates a served job is made from: split
+apart, each would need the other's knowledge of which fields of a job vary.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.aggregate import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS, GroupKey
-from exporter.models import Run
+from exporter.metrics.aggregate import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS, GroupKey
+from exporter.runloop.models import Run
 
 Grouping = Callable[[Run], GroupKey | None]
 """Maps a run to its group, or None for a run that is filtered out (still counted as listed)."""

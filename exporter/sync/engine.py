@@ -16,9 +16,10 @@ from typing import Protocol
 
 import structlog
 
-from exporter.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
-from exporter.api import RunloopClient
-from exporter.models import Invalid, Run, parse_run
+from exporter.metrics.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RunloopClient
+from exporter.runloop.models import Invalid, Run, parse_run
 from exporter.sync.config import MAX_LIMIT, SyncConfig
 from exporter.sync.fullread import FullRead
 from exporter.sync.ledger import Delta, Ledger
@@ -27,7 +28,6 @@ from exporter.sync.names import BenchmarkNames
 from exporter.sync.planner import Costs, Plan, plan
 from exporter.sync.probes import Live, Probes
 from exporter.sync.records import InvalidRecords
-from exporter.telemetry import Telemetry
 
 log = structlog.get_logger("exporter.sync")
 
@@ -156,7 +156,7 @@ class IncrementalSync:
             self._new_at_head = old_head_at > 0  # the new runs stand above the old first one, or not
         self._ledger = ledger
         self._last_full = started
-        self._telemetry.full_syncs.labels(reason).inc()
+        self._telemetry.full_reads.labels(reason).inc()
         if compare_with is not None:
             self._report_drift(compare_with, ledger)
         return ledger

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import structlog
 
-from exporter.aggregate import RunningRun, Totals
-from exporter.api import Page, RunloopClient, record_id
-from exporter.idset import IdSet
-from exporter.models import Invalid, Run, parse_run
+from exporter.metrics.aggregate import RunningRun, Totals
+from exporter.runloop.client import Page, RunloopClient, record_id
+from exporter.runloop.models import Invalid, Run, parse_run
 from exporter.sync.config import Grouping, SyncConfig
+from exporter.sync.idset import IdSet
 from exporter.sync.ledger import Ends, Ledger
 from exporter.sync.planner import Costs
 from exporter.sync.records import InvalidRecords

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.aggregate import GroupKey, RunningRun, Totals
-from exporter.api import record_id
-from exporter.models import Run
+from exporter.metrics.aggregate import GroupKey, RunningRun, Totals
+from exporter.runloop.client import record_id
+from exporter.runloop.models import Run
 
 
 @dataclass

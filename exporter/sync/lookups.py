@@ -13,7 +13,8 @@ from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any
 
-from exporter.api import CancelledError, RunloopClient, RunloopError, ShutdownError
+from exporter.runloop.client import RunloopClient
+from exporter.runloop.errors import CancelledError, RunloopError, ShutdownError
 from exporter.sync.planner import Costs
 
 

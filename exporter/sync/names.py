@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
-from exporter.api import CancelledError, RunloopClient, RunloopError, ShutdownError
+from exporter.runloop.client import RunloopClient
+from exporter.runloop.errors import CancelledError, RunloopError, ShutdownError
 from exporter.sync.config import MAX_LIMIT
 
 log = structlog.get_logger("exporter.sync")

@@ -18,9 +18,10 @@ from typing import Any
 
 import structlog
 
-from exporter.aggregate import GroupKey, RunningRun
-from exporter.api import ApiError, CancelledError, RunloopClient, ShutdownError, record_id
-from exporter.models import RUNNING, Invalid, Run, parse_run
+from exporter.metrics.aggregate import GroupKey, RunningRun
+from exporter.runloop.client import RunloopClient, record_id
+from exporter.runloop.errors import ApiError, CancelledError, ShutdownError
+from exporter.runloop.models import RUNNING, Invalid, Run, parse_run
 from exporter.sync.config import MAX_LIMIT, Grouping
 from exporter.sync.ledger import Delta, Ends, Ledger
 from exporter.sync.planner import Costs

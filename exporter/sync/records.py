@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import structlog
 
-from exporter.models import Invalid
+from exporter.runloop.models import Invalid
 
 log = structlog.get_logger("exporter.sync")
 

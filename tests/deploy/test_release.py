@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from exporter import __version__
-from exporter.telemetry import Telemetry
+from exporter.metrics.telemetry import Telemetry
 from tests.support.deploy import CHART, load_yaml, run
 from tests.support.tools import REPO, require_tool
 

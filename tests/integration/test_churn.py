@@ -12,11 +12,12 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.api import RetryPolicy, RunloopClient, TransientError
-from exporter.politeness import RequestGate
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.errors import TransientError
+from exporter.runloop.politeness import RequestGate
 from exporter.simulator import Latency, Order, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.telemetry import Telemetry
 from tests.support.syncing import assert_exact, backlog_ids, new_sync
 
 T0 = 1_750_000_000_000

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from exporter.api import RetryPolicy
+from exporter.runloop.client import RetryPolicy
 from exporter.simulator import RequestRecord, Simulator, World
 from tests.support.exporter_process import Exporter
 from tests.support.logs import json_lines

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter.api import MAX_BODY_BYTES
+from exporter.runloop.client import MAX_BODY_BYTES
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from tests.integration.test_web_config import TLS, Pki, SecureExporter, web_config
 from tests.support.exporter_process import Exporter

@@ -12,18 +12,18 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from exporter.agents import AgentCaps
-from exporter.aggregate import Snapshot
-from exporter.api import RetryPolicy, RunloopClient
-from exporter.cli import build_sync
-from exporter.exposition import Rendered
-from exporter.filters import BenchmarkFilter
-from exporter.politeness import RequestGate
+from exporter.app import build_sync
+from exporter.metrics.agents import AgentCaps
+from exporter.metrics.aggregate import Snapshot
+from exporter.metrics.exposition import Rendered
+from exporter.metrics.filters import BenchmarkFilter
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.politeness import RequestGate
 from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, Latency, Order, Simulator, World
 from exporter.sync.jobs import JobsSync, WithJobs
 from exporter.sync.records import InvalidRecords
-from exporter.telemetry import Telemetry
 from tests.support.exporter_process import run_cli
 from tests.support.jobs_oracle import expected_job_samples
 from tests.support.samples import Samples, job_part, parse

@@ -15,14 +15,14 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from exporter.api import RunloopClient
-from exporter.apikey import ApiKey
-from exporter.exposition import Rendered
 from exporter.logs import REDACTED, configure
+from exporter.metrics.exposition import Rendered
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.apikey import ApiKey
+from exporter.runloop.client import RunloopClient
 from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.telemetry import Telemetry
 from tests.support.exporter_process import Exporter
 from tests.support.logs import json_lines
 from tests.support.waiting import wait_until

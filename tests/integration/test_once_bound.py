@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import ONCE_GRACE_S, ONCE_TIMEOUT_S
+from exporter.once import ONCE_GRACE_S, ONCE_TIMEOUT_S
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from tests.support.exporter_process import run_cli
 

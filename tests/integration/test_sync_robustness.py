@@ -7,10 +7,11 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from exporter.api import CancelledError, RetryPolicy, RunloopClient, RunloopError
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.errors import CancelledError, RunloopError
 from exporter.simulator import DEFAULT_API_KEY, Order, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.telemetry import Telemetry
 from tests.support.syncing import assert_exact, figures, full_figures, new_sync
 
 T0 = 1_750_000_000_000

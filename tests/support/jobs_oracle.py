@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
-from exporter.aggregate import DEFAULT_SCORE_BUCKETS
+from exporter.metrics.aggregate import DEFAULT_SCORE_BUCKETS
 from tests.support.samples import Samples
 
 STATES = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from exporter.aggregate import Snapshot
-from exporter.api import RetryPolicy, RunloopClient
-from exporter.exposition import Rendered
-from exporter.politeness import RequestGate
+from exporter.metrics.aggregate import Snapshot
+from exporter.metrics.exposition import Rendered
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.politeness import RequestGate
 from exporter.simulator import DEFAULT_API_KEY, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.telemetry import Telemetry
 from tests.support.runs_oracle import expected_samples
 from tests.support.samples import Samples, assert_samples, benchmark_part, parse
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.aggregate import GroupKey, Histogram, RunningRun, Totals, build_snapshot
-from exporter.models import Run
+from exporter.metrics.aggregate import GroupKey, Histogram, RunningRun, Totals, build_snapshot
+from exporter.runloop.models import Run
 
 SCORES = (0.5, 1.0)
 DURATIONS = (60.0, 3600.0)

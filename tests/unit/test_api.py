@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.api import (
-    MAX_BODY_BYTES,
-    USER_AGENT,
+from exporter.runloop.client import MAX_BODY_BYTES, USER_AGENT, RetryPolicy, RunloopClient, parse_retry_after
+from exporter.runloop.errors import (
     ApiError,
     AuthError,
     BadResponseError,
@@ -23,10 +22,7 @@ from exporter.api import (
     PaginationError,
     RateLimitedError,
     ResponseTooLargeError,
-    RetryPolicy,
-    RunloopClient,
     TransientError,
-    parse_retry_after,
 )
 
 FAST = RetryPolicy(max_retries=3, base_delay_s=0.001, max_delay_s=0.002)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from exporter.aggregate import GroupKey, RunningRun, Totals, build_snapshot
-from exporter.collector import SnapshotCollector, snapshot_registry
-from exporter.models import Run
+from exporter.metrics.aggregate import GroupKey, RunningRun, Totals, build_snapshot
+from exporter.metrics.collector import SnapshotCollector, snapshot_registry
+from exporter.runloop.models import Run
 from tests.support.samples import parse, sample
 
 BUCKETS = (0.5, 1.0)

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.aggregate import (
+from exporter.metrics.aggregate import (
     DEFAULT_DURATION_BUCKETS,
     DEFAULT_SCORE_BUCKETS,
     GroupKey,
@@ -25,8 +25,8 @@ from exporter.aggregate import (
     Totals,
     build_snapshot,
 )
-from exporter.exposition import Rendered
-from exporter.models import Invalid, parse_run
+from exporter.metrics.exposition import Rendered
+from exporter.runloop.models import Invalid, parse_run
 from tests.support.runs_oracle import expected_samples
 from tests.support.samples import Samples, assert_samples, benchmark_part, parse, sample
 

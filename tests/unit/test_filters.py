@@ -9,8 +9,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from exporter.api import RetryPolicy, RunloopClient, TransientError
-from exporter.filters import BenchmarkFilter, compile_name_filter
+from exporter.metrics.filters import BenchmarkFilter, compile_name_filter
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.errors import TransientError
 from exporter.sync import BenchmarkNames
 
 NAMES: dict[str, str | None] = {

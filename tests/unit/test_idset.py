@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.idset import IdSet
+from exporter.sync.idset import IdSet
 
 
 def test_add_reports_duplicates_across_growth() -> None:

@@ -12,11 +12,11 @@ from pydantic import BaseModel
 from runloop_api_client.types import BenchmarkJobView
 from runloop_api_client.types.benchmark_job_list_view import BenchmarkJobListView
 
-from exporter.agents import AgentCaps, JobsTotals, build_jobs_snapshot
-from exporter.aggregate import DEFAULT_SCORE_BUCKETS, Snapshot
-from exporter.exposition import Rendered
-from exporter.jobs import Job, parse_job
-from exporter.models import Invalid
+from exporter.metrics.agents import AgentCaps, JobsTotals, build_jobs_snapshot
+from exporter.metrics.aggregate import DEFAULT_SCORE_BUCKETS, Snapshot
+from exporter.metrics.exposition import Rendered
+from exporter.runloop.jobs import Job, parse_job
+from exporter.runloop.models import Invalid
 from exporter.simulator import World
 from exporter.simulator.jobs import render
 from exporter.sync.jobs import _cut

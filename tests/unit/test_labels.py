@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.aggregate import (
+from exporter.metrics.aggregate import (
     DEFAULT_DURATION_BUCKETS,
     DEFAULT_SCORE_BUCKETS,
     GroupKey,
@@ -15,9 +15,8 @@ from exporter.aggregate import (
     Totals,
     build_snapshot,
 )
-from exporter.api import RetryPolicy, RunloopClient
-from exporter.filters import BenchmarkFilter
-from exporter.labels import (
+from exporter.metrics.filters import BenchmarkFilter
+from exporter.metrics.labels import (
     OTHER,
     FoldCounting,
     RunLabels,
@@ -26,10 +25,11 @@ from exporter.labels import (
     make_grouping,
     metadata_label_name,
 )
-from exporter.models import Run
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.client import RetryPolicy, RunloopClient
+from exporter.runloop.models import Run
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.telemetry import Telemetry
 
 PROMETHEUS_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 

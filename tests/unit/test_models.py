@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.models import Invalid, Run, parse_run
+from exporter.runloop.models import Invalid, Run, parse_run
 
 
 def record(**overrides: Any) -> dict[str, Any]:

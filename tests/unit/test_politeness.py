@@ -9,7 +9,7 @@ from typing import cast
 
 import pytest
 
-from exporter.politeness import GateTimeoutError, RequestGate
+from exporter.runloop.politeness import GateTimeoutError, RequestGate
 
 
 def hammer(gate: RequestGate, threads: int, each: int, hold_s: float = 0.0) -> tuple[list[float], int]:

@@ -9,14 +9,16 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from exporter.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
-from exporter.api import RunloopClient, TransientError
-from exporter.apikey import ApiKey
+from exporter.app import StatePublisher
 from exporter.http import status
 from exporter.http.state import State
-from exporter.job import SyncJob
-from exporter.models import Run
-from exporter.telemetry import Telemetry
+from exporter.metrics.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
+from exporter.metrics.telemetry import Telemetry
+from exporter.runloop.apikey import ApiKey
+from exporter.runloop.client import RunloopClient
+from exporter.runloop.errors import TransientError
+from exporter.runloop.models import Run
+from exporter.sync.job import SyncJob
 
 NOW = 1_700_000_000.0
 HOUR_MS = 3_600_000
@@ -163,8 +165,9 @@ def test_sync_job_shows_a_failure_without_the_key() -> None:
         transport=httpx.MockTransport(lambda request: httpx.Response(500)),
     )
     state = State(lambda: b"", demo=False)
-    job = SyncJob(_Failing(key), client, state, Telemetry(), deadline_s=5, base_url="http://runloop.invalid")
-    assert job() is False
+    publish = StatePublisher(state, base_url="http://runloop.invalid")
+    job = SyncJob(_Failing(key), client, publish, Telemetry(), deadline_s=5)
+    assert isinstance(job().error, TransientError)
     text = "".join(dom(state.page).text)
     assert "cannot reach http://runloop.invalid" in text
     assert "bad token" in text

@@ -12,10 +12,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.metrics import disable_created_metrics
 
 from exporter import __version__
-from exporter.api import BENCHMARK_PATH, BENCHMARKS_PATH, JOB_PATH, JOBS_PATH, RUN_PATH, RUNS_PATH
-from exporter.http.server import CLOSE_REASONS
-from exporter.jobs import JOB_INVALID_REASONS
-from exporter.models import INVALID_REASONS
+from exporter.runloop.client import BENCHMARK_PATH, BENCHMARKS_PATH, JOB_PATH, JOBS_PATH, RUN_PATH, RUNS_PATH
+from exporter.runloop.jobs import JOB_INVALID_REASONS
+from exporter.runloop.models import INVALID_REASONS
 
 # `_created` series double the counter lines and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -64,7 +63,7 @@ class Telemetry:
             ["reason"],
             registry=r,
         )
-        self.full_syncs = Counter(
+        self.full_reads = Counter(
             "runloop_exporter_full_reads",
             "Full reads of the run listing, by reason: backfill, scheduled (reconcile), probe_mismatch, "
             "full_mode, rescan (cheaper than looking up the runs that ended).",
@@ -111,7 +110,7 @@ class Telemetry:
             ["reason"],
             registry=r,
         )
-        self.sync_runs = Gauge(
+        self.runs_known = Gauge(
             "runloop_exporter_runs", "Runs known after the last successful sync.", registry=r
         )
         Gauge(
@@ -120,13 +119,19 @@ class Telemetry:
         for result in ("success", "failure"):
             self.syncs.labels(result)
         for reason in ("backfill", "scheduled", "probe_mismatch", "full_mode", "rescan"):
-            self.full_syncs.labels(reason)
-        for reason in CLOSE_REASONS:
-            self.http_connections_closed.labels(reason)
+            self.full_reads.labels(reason)
         for reason in INVALID_REASONS:
             self.invalid_records.labels(reason)
         for endpoint in (RUNS_PATH, RUN_PATH, BENCHMARK_PATH, BENCHMARKS_PATH):
             self.api_requests.labels(endpoint, "200")
+
+    def init_http(self, close_reasons: Iterable[str]) -> None:
+        """Show the connections-closed counter at 0 for every reason the HTTP server gives.
+
+        The server owns its reasons; it is wired here by the app so these metrics need not import it.
+        """
+        for reason in close_reasons:
+            self.http_connections_closed.labels(reason)
 
     def init_jobs(self) -> None:
         """Show the job series of the exporter at their start values (only when jobs are read)."""

@@ -12,8 +12,8 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from exporter.agents import AgentView, JobsSnapshot
-from exporter.aggregate import GroupView, HistogramView, Snapshot
+from exporter.metrics.agents import AgentView, JobsSnapshot
+from exporter.metrics.aggregate import GroupView, HistogramView, Snapshot
 
 PREFIX = "runloop_benchmark"
 _go_float: Callable[[float], str] = floatToGoString  # the `le` spelling Prometheus expects (1, 0.5, +Inf)

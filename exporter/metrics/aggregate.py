@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from exporter.models import KNOWN_STATES, RUNNING, TERMINAL_STATES, Run
+from exporter.runloop.models import KNOWN_STATES, RUNNING, TERMINAL_STATES, Run
 
 if TYPE_CHECKING:  # the jobs part builds on this module
-    from exporter.agents import JobsSnapshot
+    from exporter.metrics.agents import JobsSnapshot
 
 Labels = tuple[tuple[str, str], ...]
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.aggregate import Snapshot
-from exporter.collector import snapshot_registry
+from exporter.metrics.aggregate import Snapshot
+from exporter.metrics.collector import snapshot_registry
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 

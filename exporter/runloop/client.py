@@ -1,17 +1,10 @@
 """A small client for Runloop's benchmark-run endpoints, on httpx.
 
-Exceptions, so that callers catch the level they can act on::
+Its errors are in exporter.runloop.errors.
 
-    RunloopError                 anything that made a request or a sync fail
-    ├── AuthError                401/403: the key was refused; retrying will not help
-    ├── TransientError           network failures, timeouts, 408/409/429/5xx, after retries ran out
-    │   └── RateLimitedError     429, or a request held back because Retry-After has not expired
-    ├── BadResponseError         a body that is not JSON or not of the documented shape
-    │   └── ResponseTooLargeError  a body larger than MAX_BODY_BYTES, refused before it is read whole
-    ├── PaginationError          the cursor does not advance; paging stopped after a bounded number of pages
-    ├── ApiError                 any other unexpected status (400, 404 on a list, ...)
-    └── CancelledError           the exporter is shutting down, or the sync ran past its deadline
-        └── ShutdownError        the exporter is shutting down (not a failure of Runloop or of the sync)
+Long because one class holds the whole request path (gate, deadline, retries, Retry-After, bounded
+body reads) and the paging built on it; they share the client's private state, so halves would reach
+into each other.
 
 Every request takes its deadline (a `time.monotonic()` value, or None) as an argument: a sync passes
 its own down, so concurrent callers never share a mutable one.
@@ -33,7 +26,19 @@ from typing import Any
 import httpx
 
 from exporter import __version__
-from exporter.politeness import GateTimeoutError, RequestGate
+from exporter.runloop.errors import (
+    ApiError,
+    AuthError,
+    BadResponseError,
+    CancelledError,
+    PaginationError,
+    RateLimitedError,
+    ResponseTooLargeError,
+    RunloopError,
+    ShutdownError,
+    TransientError,
+)
+from exporter.runloop.politeness import GateTimeoutError, RequestGate
 
 RUNS_PATH = "/v1/benchmark_runs"
 RUN_PATH = "/v1/benchmark_runs/{id}"
@@ -54,65 +59,6 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 # 400 KB, so pages of jobs are sized to stay well under this (see exporter/sync/jobs.py); a bound this
 # much lower than MAX_BODY_BYTES keeps the memory of one parsed page small.
 MAX_JOB_BODY_BYTES = 16 * 1024 * 1024
-
-
-class RunloopError(Exception):
-    """Base of every error the client raises."""
-
-
-class AuthError(RunloopError):
-    """The API refused the key (401 or 403); `status` says which."""
-
-    def __init__(self, message: str, status: int = 401) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class TransientError(RunloopError):
-    """A failure that may pass: network, timeout, 408/409/429/5xx.
-
-    `retry_after` is the server's own Retry-After in seconds when it gave one we honour.
-    """
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RateLimitedError(TransientError):
-    """Runloop asked us to wait (429); `retry_at` is the monotonic time before which nothing is sent."""
-
-    def __init__(self, message: str, retry_at: float) -> None:
-        super().__init__(message, None)
-        self.retry_at = retry_at
-
-
-class BadResponseError(RunloopError):
-    """The body was not JSON, or not the documented shape."""
-
-
-class ResponseTooLargeError(BadResponseError):
-    """The body was larger than MAX_BODY_BYTES; reading stopped there."""
-
-
-class PaginationError(RunloopError):
-    """Paging did not advance (same cursor, repeated page, has_more with nothing more)."""
-
-
-class ApiError(RunloopError):
-    """An unexpected HTTP status that retrying will not fix; `status` is that status."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class CancelledError(RunloopError):
-    """Stopped on purpose: shutdown, or the sync's deadline passed."""
-
-
-class ShutdownError(CancelledError):
-    """Stopped because the exporter is shutting down."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.models import Invalid, _as_int, record_id_or_invalid
+from exporter.runloop.models import Invalid, _as_int, record_id_or_invalid
 
 JOB_STATES = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")
 TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "timeout"})

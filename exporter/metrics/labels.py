@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from exporter.aggregate import GroupKey, Labels, Snapshot
-from exporter.filters import BenchmarkFilter, NameOf
-from exporter.models import Run
+from exporter.metrics.aggregate import GroupKey, Labels, Snapshot
+from exporter.metrics.filters import BenchmarkFilter, NameOf
+from exporter.runloop.models import Run
 
-if TYPE_CHECKING:  # settings import this module; keep it free of the sync machinery at run time
-    from exporter.sync import Grouping, Sync
+
+class _Syncs(Protocol):
+    """What FoldCounting wraps: an exporter.sync.Sync (named structurally: sync is a layer above)."""
+
+    def run(self, deadline: float | None = None) -> Snapshot: ...
+
 
 OTHER = "__other__"
 PURPOSE_LABEL = "purpose"
@@ -98,8 +102,10 @@ class RunLabels:
         return tuple(out)
 
 
-def make_grouping(benchmarks: BenchmarkFilter, labels: RunLabels, name_of: NameOf) -> Grouping:
-    """The sync's grouping: None for a run filtered out, else its benchmark and extra labels.
+def make_grouping(
+    benchmarks: BenchmarkFilter, labels: RunLabels, name_of: NameOf
+) -> Callable[[Run], GroupKey | None]:
+    """The sync's grouping (an exporter.sync.Grouping): None for a run filtered out, else its benchmark and extra labels.
 
     The filter is applied first, so runs that are not exported take no slot under the cap.
     """
@@ -128,7 +134,7 @@ def folded_runs(snapshot: Snapshot, names: Iterable[str]) -> dict[str, int]:
 class FoldCounting:
     """A Sync that also counts runs newly folded into `__other__`, from each successful snapshot."""
 
-    def __init__(self, sync: Sync, names: Sequence[str], count: Callable[[str, int], None]) -> None:
+    def __init__(self, sync: _Syncs, names: Sequence[str], count: Callable[[str, int], None]) -> None:
         self._sync = sync
         self._names = tuple(names)
         self._count = count

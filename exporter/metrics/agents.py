@@ -3,7 +3,7 @@ series).
 
 Like runs, jobs that ended never change: their outcomes are folded into add-only `JobsTotals` keyed by
 (benchmark, agent, model) and forgotten. Live jobs are kept whole (they are few and already reduced by
-`exporter.jobs`), and `build_jobs_snapshot` adds them to a copy of the totals, so a live job is counted
+`exporter.runloop.jobs`), and `build_jobs_snapshot` adds them to a copy of the totals, so a live job is counted
 once whatever it becomes. Labels are decided once per value by `AgentCaps` (first come, `__other__`
 beyond the cap), so totals never have to be regrouped.
 
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from exporter.aggregate import SCORE_SCALE, Histogram, HistogramView
-from exporter.jobs import JOB_STATES, SCENARIO_STATES, Job
-from exporter.labels import OTHER
+from exporter.metrics.aggregate import SCORE_SCALE, Histogram, HistogramView
+from exporter.metrics.labels import OTHER
+from exporter.runloop.jobs import JOB_STATES, SCENARIO_STATES, Job
 
 AGENT_LABEL = "agent_name"
 EXCEPTION_LABEL = "exception_type"

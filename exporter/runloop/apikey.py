@@ -15,9 +15,21 @@ from pydantic import SecretStr
 
 from exporter.filestamp import FileStamp, file_stamp
 from exporter.logs import REDACTOR
-from exporter.settings import read_key_file
 
 log = structlog.get_logger(__name__)
+
+
+def read_key_file(path: Path) -> str:
+    """Read a key from a file such as a mounted Kubernetes Secret; surrounding whitespace is ignored."""
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(
+            f"must be a readable file holding the key; {path} cannot be read: {exc.strerror or exc}"
+        ) from None
+    if not key:
+        raise ValueError(f"must be a file holding the key; {path} is empty")
+    return key
 
 
 class ApiKey:

@@ -1,0 +1,83 @@
+"""`--once`: one sync, the exposition (benchmark series, then self-metrics) on stdout; exit 0, or 1.
+
+For debugging and for node_exporter's textfile collector. A failure is exactly one line on stderr,
+within ONCE_GRACE_S of the timeout: logs are held back and shown only after a success (or live, when a
+log level was asked for), requests are retried briefly, and a sync that does not stop in time is
+abandoned.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+import time
+
+from exporter.app import StatePublisher, build, quiet_log_level
+from exporter.http.state import State
+from exporter.logs import configure
+from exporter.metrics.exposition import render_registry
+from exporter.runloop.client import RetryPolicy
+from exporter.runloop.errors import CancelledError, explain
+from exporter.settings import Settings, describe
+from exporter.sync.job import Outcome
+
+ONCE_TIMEOUT_S = 30.0
+"""How long --once tries, unless RUNLOOP_EXPORTER_SYNC_TIMEOUT_SECONDS says otherwise."""
+ONCE_GRACE_S = 2.0
+"""How long --once waits past its timeout for the sync to stop before it gives up on it (it then exits
+at once): the README and --help promise an exit within 5 s of the timeout, process start included."""
+ONCE_RETRY = RetryPolicy(max_retries=2, base_delay_s=0.5, max_delay_s=2.0)
+"""--once rides out a brief 503 but fails in seconds when the network is down, not after 20 s."""
+
+
+def once_timeout(settings: Settings) -> float:
+    """How long --once tries: the sync timeout when one is set, else ONCE_TIMEOUT_S (not the interval's)."""
+    return settings.sync_timeout_seconds if settings.sync_timeout_seconds is not None else ONCE_TIMEOUT_S
+
+
+def once(settings: Settings) -> int:
+    """One sync; the exposition on stdout. Exit 0, or 1 with one line on stderr."""
+    started = time.monotonic()
+    timeout_s = once_timeout(settings)
+    held = io.StringIO()
+    live_logs = "log_level" in settings.model_fields_set
+    configure(settings.log_format, quiet_log_level(settings), stream=None if live_logs else held)
+    # The first sync is a full read; within --once it gets the same deadline, not the backfill's half hour.
+    settings = settings.model_copy(
+        update={
+            "full_read_timeout_seconds": min(settings.full_read_timeout_seconds, timeout_s),
+            "request_timeout_seconds": min(settings.request_timeout_seconds, timeout_s),
+        }
+    )
+    app = build(settings, retry=ONCE_RETRY)
+    state = State(lambda: render_registry(app.telemetry.registry))
+    job = app.job(StatePublisher(state), deadline_s=timeout_s - (time.monotonic() - started))
+    outcomes: list[Outcome] = []
+    worker = threading.Thread(target=lambda: outcomes.append(job()), name="once", daemon=True)
+    worker.start()
+    worker.join(max(started + timeout_s + ONCE_GRACE_S - time.monotonic(), 0.0))
+    if worker.is_alive():  # stuck past every timeout: say so and leave the thread behind
+        print(
+            f"runloop-exporter: sync failed: it did not finish within {timeout_s:g} s"
+            f" ({describe('sync_timeout_seconds')})",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        os._exit(1)
+    app.close()
+    error = outcomes[0].error if outcomes else None
+    if not outcomes or not outcomes[0].ok or state.rendered is None:
+        reason = explain(error, app.base_url) if error else "the exposition could not be rendered"
+        if isinstance(error, CancelledError) and time.monotonic() >= started + timeout_s:
+            reason = (
+                f"no answer from {app.base_url} within {timeout_s:g} s ({describe('sync_timeout_seconds')}):"
+                f" {error}"
+            )
+        print(f"runloop-exporter: sync failed: {reason}", file=sys.stderr)
+        return 1
+    sys.stderr.write(held.getvalue())
+    sys.stdout.buffer.write(state.rendered.body(state.self_metrics(), gzip=False))
+    sys.stdout.flush()
+    return 0

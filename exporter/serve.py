@@ -1,0 +1,123 @@
+"""Serve mode (the default): sync on a schedule and serve the figures until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from exporter import __version__
+from exporter.app import StatePublisher, build, fail_settings, http_limits
+from exporter.http.errors import WebConfigError
+from exporter.http.server import MetricsServer
+from exporter.http.state import State
+from exporter.http.webconfig import load_web_config
+from exporter.logs import configure
+from exporter.metrics.exposition import render_registry
+from exporter.settings import Settings, describe
+
+log = structlog.get_logger("exporter")
+
+SHUTDOWN_GRACE_S = 3.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+class _ToStructlog(logging.Handler):
+    """Send the few stdlib log records (APScheduler's) through structlog, so every line has one format."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger(record.name).log(record.levelno, record.getMessage())
+
+
+def serve(settings: Settings) -> int:
+    """Serve until told to stop."""
+    # SIGTERM and SIGINT are blocked here, before any thread starts (threads inherit the mask), and
+    # taken synchronously with sigwait below. A Python signal handler would have to set an Event, and
+    # a second signal arriving while the main thread holds that Event's lock deadlocks the process:
+    # a double Ctrl-C, or a SIGTERM relayed twice, would leave the exporter unkillable but by SIGKILL.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    configure(settings.log_format, settings.log_level)
+    stdlib_handler = _ToStructlog()
+    logging.getLogger("apscheduler").addHandler(stdlib_handler)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+    stop = threading.Event()
+    app = build(settings, stop=stop)
+    telemetry = app.telemetry
+    state = State(lambda: render_registry(telemetry.registry), demo=app.demo is not None)
+    try:
+        web = load_web_config(settings.web_config_file) if settings.web_config_file else None
+    except WebConfigError as exc:
+        app.close()
+        return fail_settings([f"{describe('web_config_file')}: {exc}"])
+    try:
+        server = MetricsServer(
+            (settings.address, settings.port),
+            state,
+            web,
+            limits=http_limits(settings),
+            on_close=telemetry.count_http_close,
+        )
+    except OSError as exc:
+        app.close()
+        # Taken or forbidden ports are the port's fault; anything else (no such host) the address's.
+        field = "port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "address"
+        where = f"{settings.address}:{settings.port}"
+        return fail_settings([f"{describe(field)}: cannot listen on {where}: {exc.strerror or exc}"])
+    telemetry.http_connections.set_function(server.open_connections)
+    job = app.job(StatePublisher(state, base_url=app.base_url), deadline_s=settings.sync_deadline_seconds)
+    idle = threading.Event()
+    idle.set()
+
+    def guarded_job() -> None:
+        idle.clear()
+        try:
+            job()
+        finally:
+            idle.set()
+
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.add_job(
+        guarded_job,
+        "interval",
+        seconds=settings.interval_seconds,
+        next_run_time=datetime.now(UTC),
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+        id="sync",
+    )
+
+    server.start()
+    scheduler.start()
+    log.info(
+        "runloop-exporter started",
+        version=__version__,
+        listen=f"{settings.address}:{server.server_port}",
+        base_url=app.base_url,
+        demo=app.demo is not None,
+        sync_interval_s=settings.interval_seconds,
+    )
+    received = signal.sigwait(STOP_SIGNALS)
+    stop.set()
+
+    log.info("stopping", signal=signal.Signals(received).name)
+    scheduler.shutdown(wait=False)
+    server.shutdown()
+    server.server_close()
+    finished = idle.wait(SHUTDOWN_GRACE_S)
+    app.close()
+    log.info("stopped", sync_interrupted=not finished)
+    if not finished:
+        # A request is still in flight past the grace period; do not let it hold the exit.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
