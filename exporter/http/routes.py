@@ -96,8 +96,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _metrics(self) -> None:
         state = self.server.state
-        rendered = state.rendered  # one read of the reference: a scrape sees one snapshot
+        # Self-metrics first: a sync publishes its snapshot before it sets runloop_up, so a scrape that
+        # reads up=1 also reads that snapshot (the other order could pair up=1 with no snapshot yet).
         tail = state.self_metrics()
+        rendered = state.rendered  # one read of the reference: a scrape sees one snapshot
         compress = "gzip" in self.headers.get("Accept-Encoding", "")
         if rendered is None:
             parts: tuple[bytes, ...] = (_gzip(tail) if compress else tail,)

@@ -62,6 +62,7 @@ LAYERS = (
     ),
 )
 
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -158,4 +159,3 @@ def test_a_module_over_400_lines_says_why_at_its_top(module: str) -> None:
     assert lines <= MAX_LINES or long_reason(path), (
         f"{relative} has {lines} lines: split it, or start a line of its docstring with {LONG_REASON!r}"
     )
-

@@ -10,6 +10,7 @@ README = ROOT / "README.md"
 START, END = "<!-- module-map:start -->", "<!-- module-map:end -->"
 ENTRY = re.compile(r"^- `(exporter/[\w/.]*)`: \S")
 
+
 def listed() -> list[str]:
     """The map's entries in order: module paths, and packages as `exporter/name/`."""
     text = README.read_text(encoding="utf-8")
