@@ -15,7 +15,7 @@ from exporter.metrics.exposition import Rendered
 class State:
     """What the server shows; swapped by the sync job, read by any number of request threads.
 
-    `page` is the status page at `/`, rendered by the sync job (see exporter.http.status): a request copies it.
+    `page` is the status page at `/`, rendered after each sync by app.StatePublisher: a request copies it.
     """
 
     def __init__(self, self_metrics: Callable[[], bytes], *, demo: bool = False) -> None:

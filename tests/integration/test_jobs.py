@@ -50,7 +50,7 @@ def build(
     page_size: int = 100,
     full_reads: list[str] | None = None,
 ) -> tuple[WithJobs, JobsSync, Telemetry]:
-    """The run sync wrapped with the jobs sync, as cli.build_sync does, with a clock of our own."""
+    """The run sync wrapped with the jobs sync, as app.build_sync does, with a clock of our own."""
     sync, telemetry = new_sync(url)
     client = RunloopClient(
         url, lambda: DEFAULT_API_KEY, retry=RetryPolicy(max_retries=0), gate=RequestGate(4, 1000.0)
