@@ -30,7 +30,8 @@ from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Latency, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync, SyncConfig
 from exporter.sync.job import Outcome, Publish, SyncJob
-from exporter.sync.jobs import JobsSync, WithJobs
+from exporter.sync.jobs import JobsSync
+from exporter.sync.withjobs import WithJobs
 
 
 @dataclass

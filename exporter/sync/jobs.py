@@ -10,7 +10,7 @@ history and the live jobs. When the first job changed, it reads down to the one 
 (new jobs, newest first; no deeper than the count allows), and when the count still does not add up, on
 from the last job it knows (where new jobs land if the listing is oldest first). Live jobs not seen in
 those pages are read on in pages or looked up by id (concurrently, one request each), whichever takes
-fewer requests (`_cut`): a few live jobs far down (an oldest-first listing) are looked up, many of them
+fewer requests (`cut_depth`): a few live jobs far down (an oldest-first listing) are looked up, many of them
 read in pages. Anything that still does not add up is healed by a full read, as is drift no probe sees,
 at the reconcile interval.
 
@@ -19,92 +19,59 @@ the limit of the next page is chosen from the bytes per job of the last one to s
 `TARGET_PAGE_BYTES`, a body past the client's MAX_JOB_BODY_BYTES is refused and the page asked again
 with half the limit, and each page is reduced to counts before the next is read.
 
-Long because the jobs sync keeps its ledger, probes and full read in one module where the run sync
-spreads them over exporter/sync/; it is being reshaped by another change, so it is not split here.
+What it holds and how pages are sized: exporter/sync/jobpages.py. Its isolation from the runs:
+exporter/sync/withjobs.py.
+
+Long because the probe, the scans and the full read share one paging loop and the rules of the ledger;
+apart, each would have to know the others' (the run sync's parts are split as each is also used alone).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from exporter.metrics.agents import (
-    AGENT_LABEL,
-    EXCEPTION_LABEL,
     AgentCaps,
     JobsSnapshot,
     JobsTotals,
     build_jobs_snapshot,
 )
-from exporter.metrics.aggregate import Snapshot
 from exporter.runloop.client import Page, RunloopClient, record_id
 from exporter.runloop.errors import (
     ApiError,
-    AuthError,
     PaginationError,
     ResponseTooLargeError,
-    RunloopError,
-    ShutdownError,
 )
-from exporter.runloop.jobs import Job, parse_job
+from exporter.runloop.jobs import parse_job
 from exporter.runloop.models import Invalid
 from exporter.sync.idset import IdSet
+from exporter.sync.jobpages import (
+    FIRST_LIMIT,
+    TARGET_PAGE_BYTES,
+    JobsLedger,
+    LiveWalk,
+    PageSizer,
+    cut_depth,
+    last_id,
+)
 from exporter.sync.lookups import Lookups
 from exporter.sync.planner import Costs
 from exporter.sync.records import InvalidRecords
 
 if TYPE_CHECKING:
-    from exporter.sync.engine import Sync
+    pass
 
 log = structlog.get_logger("exporter.sync.jobs")
 
-TARGET_PAGE_BYTES = 6 * 1024 * 1024
-"""Bytes a page of jobs should weigh: 6 MB parse into some 25 MB of objects, briefly, and keep a backfill of
-100,000 heavy jobs under 150 MB peak RSS (`./dev bench jobs`; 8 MB pages reach 140 MB)."""
-FIRST_LIMIT = 10
-"""Jobs asked in the first page of a read, before their weight is known."""
 MAX_JOB_PAGES = 200_000
 
 
 Admits = Callable[[str | None], bool]
 """Whether jobs of a benchmark (None: a job with no benchmark) are exported."""
-
-
-@dataclass
-class JobsLedger:
-    """Everything the jobs sync holds between syncs: totals of ended jobs, and the live jobs."""
-
-    totals: JobsTotals
-    live: dict[str, Job] = field(default_factory=dict)
-    head: str | None = None
-    tail: str | None = None
-    listed: int = 0  # entries of the listing accounted for: valid, invalid and filtered out alike
-    counted: bool = False  # whether total_count matched what the last full read found
-    depth: dict[str, int] = field(default_factory=dict)  # live job -> where it was last listed (0: top)
-    top_bytes: float = 0.0  # bytes per job at the top of the listing, as last read
-
-
-class _Sizer:
-    """Chooses page limits from the bytes per job seen so far."""
-
-    def __init__(self, max_limit: int) -> None:
-        self.max_limit = max_limit
-        self.limit = min(max_limit, FIRST_LIMIT)
-
-    def seen(self, page: Page) -> None:
-        if page.records and page.body_bytes:
-            per_job = max(page.body_bytes // len(page.records), 1)
-            self.limit = max(1, min(self.max_limit, TARGET_PAGE_BYTES // per_job))
-
-    def halve(self) -> bool:
-        if self.limit <= 1:
-            return False
-        self.limit = max(1, self.limit // 2)
-        return True
 
 
 class JobsSync:
@@ -130,7 +97,7 @@ class JobsSync:
         self._caps = caps
         self._admits = admits
         self._invalid = invalid
-        self._sizer = _Sizer(page_size)
+        self._sizer = PageSizer(page_size)
         self._lookups = Lookups(
             client, max_concurrent, Costs(), get=lambda jid, deadline: client.get_job(jid, deadline=deadline)
         )
@@ -171,11 +138,11 @@ class JobsSync:
         total = probe.total_count
         if total is None:
             return False
-        walk = _Walk(ledger, room=max(total - ledger.listed, 0))
+        walk = LiveWalk(ledger, room=max(total - ledger.listed, 0))
         if not walk.note(probe.records):
             return False
         head = record_id(probe.records[0]) if probe.records else None
-        last = _last_id(probe.records)
+        last = last_id(probe.records)
         more = probe.has_more and last is not None
         if walk.above and more:  # new jobs above the old head fill more than the probe: read down to it
             assert last is not None
@@ -183,7 +150,7 @@ class JobsSync:
             for page in self._paged(last, lambda: deadline, cap=lambda: walk.room - len(walk.new) + 1):
                 if not walk.note(page.records):
                     return False
-                last, more = _last_id(page.records) or last, page.has_more
+                last, more = last_id(page.records) or last, page.has_more
                 if not walk.above:
                     break
         if walk.above and head is not None and ledger.head is not None and head != ledger.head:
@@ -239,9 +206,9 @@ class JobsSync:
             return page
 
     def _probe_limit(self, ledger: JobsLedger) -> int:
-        """The probe reads down to the live jobs worth reading in pages (see `_cut`), one page at most."""
+        """The probe reads down to the live jobs worth reading in pages (see `cut_depth`), one page at most."""
         fit = self._fit(ledger.top_bytes)
-        reach = _cut(sorted(ledger.depth.values()), 0, fit, first_page_free=True)
+        reach = cut_depth(sorted(ledger.depth.values()), 0, fit, first_page_free=True)
         return max(1, min(fit, reach))
 
     def _fit(self, per_job: float) -> int:
@@ -250,12 +217,12 @@ class JobsSync:
             return min(FIRST_LIMIT, self._sizer.max_limit)
         return max(1, min(self._sizer.max_limit, int(TARGET_PAGE_BYTES // per_job)))
 
-    def _read_on_entries(self, ledger: JobsLedger, missing: list[str], walk: _Walk) -> int:
+    def _read_on_entries(self, ledger: JobsLedger, missing: list[str], walk: LiveWalk) -> int:
         """How far down (entries from the top) to read on below the pages read, to find live jobs not
         seen yet; the ones deeper than that are looked up by id. 0: look them all up."""
         shift = len(walk.new_top)
         depths = sorted(ledger.depth.get(jid, 0) + shift for jid in missing)
-        return _cut(depths, walk.reached, self._fit(ledger.top_bytes))
+        return cut_depth(depths, walk.reached, self._fit(ledger.top_bytes))
 
     def _pages(self, after: str, deadline: float | None) -> Iterator[Page]:
         return self._paged(after, lambda: deadline)
@@ -459,146 +426,3 @@ class JobsSync:
                 raise PaginationError(f"jobs: has_more still true after {number} pages")
             used.add(ids[-1])
             cursor = ids[-1]
-
-
-class _Walk:
-    """What one sync's reads from the top of the listing found: new jobs above the old head, live jobs
-    seen (with their records), and where each entry was (its position from the top)."""
-
-    def __init__(self, ledger: JobsLedger, *, room: int) -> None:
-        self.ledger = ledger
-        self.room = room  # new jobs the count allows
-        self.seen: dict[str, Any] = {}  # id -> raw record of live (or new) jobs read in this sync
-        self.new: list[Any] = []  # records of jobs not held before (above the head, then the tail)
-        self.new_top: list[Any] = []  # those found above the old head
-        self.positions: dict[str, int] = {}
-        self.reached = 0  # entries read from the top
-        self.above = ledger.head is not None  # still above the old head (until a page shows it)
-        self._first = True
-
-    def note(self, records: list[Any]) -> bool:
-        """Note one page; False when more new jobs showed than the count allows."""
-        ledger = self.ledger
-        for record in records:
-            rid = record_id(record)
-            if self._first:
-                self._first = False
-                self.above = rid is not None and ledger.head is not None and rid != ledger.head
-            index = self.reached
-            self.reached += 1
-            if rid is not None:
-                self.positions[rid] = index
-            if self.above and rid is not None and rid == ledger.head:
-                self.above = False
-            elif self.above and (rid is None or rid not in ledger.live):
-                self.new.append(record)
-                self.new_top.append(record)
-                if len(self.new) > self.room:
-                    return False
-            if rid is not None and (rid in ledger.live or (self.above and rid not in self.seen)):
-                self.seen[rid] = record
-        return True
-
-
-def _cut(depths: list[int], reached: int, per_page: int, *, first_page_free: bool = False) -> int:
-    """How far down to read pages for live jobs at `depths` (sorted), `reached` entries being read
-    already, so that pages plus lookups (one per live job deeper than the cut) are fewest; 0 to read
-    no page. Ties go to reading less. `first_page_free`: the first page is the probe, sent anyway."""
-    best, best_cost = 0, sum(d >= reached for d in depths)
-    for i, depth in enumerate(depths):
-        if depth < reached:
-            continue
-        pages = -(-(depth + 1 - reached) // per_page)
-        cost = pages - (1 if first_page_free else 0) + (len(depths) - i - 1)
-        if cost < best_cost:
-            best, best_cost = depth + 1, cost
-    return best
-
-
-def _last_id(records: list[Any]) -> str | None:
-    ids = [rid for rid in map(record_id, records) if rid is not None]
-    return ids[-1] if ids else None
-
-
-class WithJobs:
-    """A Sync that also syncs benchmark jobs after the runs, isolated from them.
-
-    Whatever goes wrong with jobs, the run snapshot is published: a key that cannot read jobs (403/404)
-    is logged once, `runloop_exporter_jobs_available` is 0 and jobs are tried again at the reconcile
-    interval; any other failure keeps the last jobs figures and is tried again at the next sync.
-    """
-
-    def __init__(
-        self,
-        sync: Sync,
-        jobs: JobsSync,
-        *,
-        available: Callable[[bool], None],
-        count_folded: Callable[[str, int], None],
-        retry_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._sync = sync
-        self._jobs = jobs
-        self._available = available
-        self._count_folded = count_folded
-        self._retry_s = retry_s
-        self._clock = clock
-        self._last: JobsSnapshot | None = None
-        self._refused_until: float | None = None
-        self._told_refused = False
-        self._folded = {AGENT_LABEL: 0, EXCEPTION_LABEL: 0}
-
-    def run(self, deadline: float | None = None) -> Snapshot:
-        """The run sync (its failure is the sync's), then the jobs sync (whose failure is not)."""
-        snapshot = self._sync.run(deadline)
-        return replace(snapshot, jobs=self._run_jobs(deadline))
-
-    def _run_jobs(self, deadline: float | None) -> JobsSnapshot | None:
-        if self._refused_until is not None and self._clock() < self._refused_until:
-            return None
-        try:
-            jobs = self._jobs.run(deadline)
-        except (AuthError, ApiError) as exc:
-            if exc.status not in (403, 404):
-                return self._failed(exc)
-            self._refused_until = self._clock() + self._retry_s
-            self._available(False)
-            self._last = None
-            if not self._told_refused:
-                self._told_refused = True
-                log.warning(
-                    "benchmark jobs cannot be read with this key; exporting runs only, "
-                    "and trying jobs again at the reconcile interval",
-                    status=exc.status,
-                )
-            return None
-        except ShutdownError:
-            raise
-        except RunloopError as exc:
-            return self._failed(exc)
-        except Exception as exc:  # a bug in the jobs part must not cost the run metrics
-            log.exception("benchmark jobs sync crashed; keeping the last figures", error=repr(exc))
-            self._available(False)
-            return self._last
-        if self._refused_until is not None:
-            log.info("benchmark jobs can be read again")
-        self._refused_until = None
-        self._told_refused = False
-        self._available(True)
-        now = jobs.folded()
-        for label, count in now.items():
-            if count > self._folded[label]:
-                self._count_folded(label, count - self._folded[label])
-        self._folded = now
-        self._last = jobs
-        return jobs
-
-    def _failed(self, exc: RunloopError) -> JobsSnapshot | None:
-        self._available(False)
-        log.warning(
-            "benchmark jobs sync failed; keeping the last figures",
-            error=str(exc),
-            error_type=type(exc).__name__,
-        )
-        return self._last

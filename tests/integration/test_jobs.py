@@ -22,8 +22,9 @@ from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.runloop.politeness import RequestGate
 from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, Latency, Order, Simulator, World
-from exporter.sync.jobs import JobsSync, WithJobs
+from exporter.sync.jobs import JobsSync
 from exporter.sync.records import InvalidRecords
+from exporter.sync.withjobs import WithJobs
 from tests.support.exporter_process import run_cli
 from tests.support.jobs_oracle import expected_job_samples
 from tests.support.samples import Samples, job_part, parse

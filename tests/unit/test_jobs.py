@@ -19,7 +19,7 @@ from exporter.runloop.jobs import Job, parse_job
 from exporter.runloop.models import Invalid
 from exporter.simulator import World
 from exporter.simulator.jobs import render
-from exporter.sync.jobs import _cut
+from exporter.sync.jobpages import cut_depth
 from tests.support.jobs_oracle import expected_job_samples
 from tests.support.samples import job_part, parse
 
@@ -236,4 +236,4 @@ def test_an_ended_job_served_from_its_variant_template_is_its_own_rendering() ->
 def test_live_jobs_are_read_in_pages_only_where_that_takes_fewer_requests(
     depths: list[int], reached: int, per_page: int, probe: bool, cut: int
 ) -> None:
-    assert _cut(depths, reached, per_page, first_page_free=probe) == cut
+    assert cut_depth(depths, reached, per_page, first_page_free=probe) == cut
