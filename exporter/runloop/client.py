@@ -296,13 +296,20 @@ class RunloopClient:
         allow_404: bool = False,
         max_bytes: int = MAX_BODY_BYTES,
     ) -> Any:
+        """One GET, retried: each attempt waits out any shared pause, then takes a request slot."""
         attempt = 0
         cause: TransientError | None = None  # the error being retried, if any
         while True:
             self._check_time(cause, deadline)
             self._honour_pause(deadline)
             try:
-                return self._send(endpoint, path, params, deadline, allow_404=allow_404, max_bytes=max_bytes)
+                with self.gate.slot(deadline):
+                    return self._send(
+                        endpoint, path, params, deadline, allow_404=allow_404, max_bytes=max_bytes
+                    )
+            except GateTimeoutError as exc:
+                self._check_time(None, deadline)  # a stop or a passed deadline says so in its own words
+                raise CancelledError(f"{endpoint}: {exc}") from None
             except RateLimitedError as exc:
                 error: TransientError = exc
                 delay = max(exc.retry_at - time.monotonic(), 0.0)
@@ -329,25 +336,7 @@ class RunloopClient:
         allow_404: bool,
         max_bytes: int,
     ) -> Any:
-        try:
-            with self.gate.slot(deadline):
-                return self._send_now(
-                    endpoint, path, params, deadline, allow_404=allow_404, max_bytes=max_bytes
-                )
-        except GateTimeoutError as exc:
-            self._check_time(None, deadline)  # a stop or a passed deadline says so in its own words
-            raise CancelledError(f"{endpoint}: {exc}") from None
-
-    def _send_now(
-        self,
-        endpoint: str,
-        path: str,
-        params: dict[str, Any] | None,
-        deadline: float | None,
-        *,
-        allow_404: bool,
-        max_bytes: int,
-    ) -> Any:
+        """One attempt, in a request slot: the answer's JSON, or what went wrong as the client's errors."""
         timeout = self._timeout_s
         if deadline is not None:
             timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
