@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.runloop.models import Invalid, record_head_or_invalid
+from exporter.runloop.models import Invalid, record_head_or_invalid, unit_score
 
 JOB_STATES = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")
 TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "timeout"})
@@ -93,14 +93,12 @@ def _outcome(raw: Any) -> Outcome | str:
     counts = [_count(raw.get(field, 0)) for field in ("n_completed", "n_failed", "n_timeout")]
     if any(count is None for count in counts):
         return "an outcome's scenario counts are not non-negative integers"
-    score_raw = raw.get("average_score")
     score: float | None = None
-    if score_raw is not None:
-        if isinstance(score_raw, bool) or not isinstance(score_raw, int | float):
-            return "an outcome's average_score is not a number"
-        if not math.isfinite(score_raw) or not -1e-9 <= score_raw <= 1 + 1e-9:
-            return "an outcome's average_score is not within 0..1"
-        score = min(max(float(score_raw), 0.0), 1.0)
+    if raw.get("average_score") is not None:
+        score_or_problem = unit_score(raw["average_score"])
+        if isinstance(score_or_problem, str):
+            return f"an outcome's average_score is {score_or_problem}"
+        score = score_or_problem
     run_id = raw.get("benchmark_run_id")
     failures: dict[str, int] = {}
     scenarios = raw.get("scenario_outcomes") or []

@@ -85,6 +85,15 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
+def unit_score(value: Any) -> float | str:
+    """A score of 0..1 (rounding just past either end clamped), or what is wrong with it; runs and jobs."""
+    if not _is_number(value) or not math.isfinite(value):
+        return "not a finite number"
+    if not -_SCORE_SLACK <= value <= 1 + _SCORE_SLACK:
+        return "outside 0..1"
+    return min(max(float(value), 0.0), 1.0)
+
+
 def record_id_or_invalid(
     record: Any, *, listing: str, required: tuple[str, ...], prefix: str = ""
 ) -> str | Invalid:
@@ -142,13 +151,11 @@ def parse_run(record: Any) -> Run | Invalid:
             return Invalid("invalid_duration", run_id, "duration_ms is negative, absurd or not an integer")
 
     score: float | None = None
-    raw_score = record.get("score")
-    if raw_score is not None:
-        if not _is_number(raw_score) or not math.isfinite(raw_score):
-            return Invalid("invalid_score", run_id, "score is not a finite number")
-        if not -_SCORE_SLACK <= raw_score <= 1 + _SCORE_SLACK:
-            return Invalid("invalid_score", run_id, "score is outside 0..1")
-        score = min(max(float(raw_score), 0.0), 1.0)
+    if record.get("score") is not None:
+        score_or_problem = unit_score(record["score"])
+        if isinstance(score_or_problem, str):
+            return Invalid("invalid_score", run_id, f"score is {score_or_problem}")
+        score = score_or_problem
 
     benchmark_id = record.get("benchmark_id")
     if benchmark_id is not None and not isinstance(benchmark_id, str):
