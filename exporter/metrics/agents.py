@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.metrics.aggregate import SCORE_SCALE, Histogram, HistogramView
-from exporter.metrics.labels import OTHER
+from exporter.metrics.labels import OTHER, Cap
 from exporter.runloop.jobs import JOB_STATES, SCENARIO_STATES, Job
 
 AGENT_LABEL = "agent_name"
@@ -47,31 +47,23 @@ class AgentCaps:
         self, max_pairs: int = DEFAULT_MAX_AGENT_PAIRS, max_types: int = DEFAULT_MAX_EXCEPTION_TYPES
     ):
         self._max_pairs = max_pairs
-        self._max_types = max_types
-        self._pairs: dict[str | None, set[tuple[str, str | None]]] = {}
-        self._types: set[str] = set()
+        self._pairs: dict[str | None, Cap[tuple[str, str | None]]] = {}
+        self._types: Cap[str] = Cap(max_types)
 
     def key(self, benchmark_id: str | None, agent: str | None, model: str | None) -> AgentKey:
         """The labels of an agent config of a benchmark; None agent means none was given."""
         if agent is None:
             return AgentKey(benchmark_id, None, None)
-        admitted = self._pairs.setdefault(benchmark_id, set())
-        pair = (agent, model)
-        if pair in admitted:
-            return AgentKey(benchmark_id, agent, model)
-        if OTHER in (agent, model) or len(admitted) >= self._max_pairs:
+        pairs = self._pairs.get(benchmark_id)
+        if pairs is None:
+            pairs = self._pairs[benchmark_id] = Cap(self._max_pairs)
+        if OTHER in (agent, model) or not pairs.admits((agent, model)):
             return AgentKey(benchmark_id, OTHER, OTHER)
-        admitted.add(pair)
         return AgentKey(benchmark_id, agent, model)
 
     def exception_type(self, kind: str) -> str:
         """The label value of an exception type."""
-        if kind in self._types:
-            return kind
-        if kind == OTHER or len(self._types) >= self._max_types:
-            return OTHER
-        self._types.add(kind)
-        return kind
+        return self._types.value(kind)
 
 
 @dataclass(slots=True)

@@ -22,8 +22,8 @@ every sync and a full read regroups everything, both to the same labels.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 from exporter.metrics.aggregate import GroupKey, Labels, Snapshot
 from exporter.metrics.filters import BenchmarkFilter, NameOf
@@ -40,6 +40,7 @@ OTHER = "__other__"
 PURPOSE_LABEL = "purpose"
 METADATA_PREFIX = "metadata_"
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
+_V = TypeVar("_V", bound=Hashable)
 
 
 def metadata_label_name(key: str) -> str:
@@ -61,31 +62,43 @@ def check_metadata_keys(keys: Iterable[str]) -> tuple[str, ...]:
     return tuple(out.values())
 
 
-class _Cap:
-    """Distinct values of one label, first-come up to a maximum; the rest fold into `__other__`."""
+class Cap(Generic[_V]):
+    """Distinct label values (or pairs), first come up to a maximum; the rest fold into `__other__`.
+
+    Once admitted a value stays for the life of the process, so totals keyed by it stay right across
+    syncs and full reads. Also the cap of agent labels (exporter.metrics.agents).
+    """
 
     def __init__(self, max_values: int) -> None:
         self._max = max_values
-        self._admitted: set[str] = set()
+        self._admitted: set[_V] = set()
 
-    def value(self, value: str) -> str:
+    def admits(self, value: _V) -> bool:
+        """True when the value keeps its own label: admitted before, or now while there is room.
+
+        The caller folds a value that is (or holds) `__other__` before asking, so it takes no slot.
+        """
         if value in self._admitted:
-            return value
-        if value == OTHER or len(self._admitted) >= self._max:
-            return OTHER
+            return True
+        if len(self._admitted) >= self._max:
+            return False
         self._admitted.add(value)
-        return value
+        return True
+
+    def value(self: Cap[str], value: str) -> str:
+        """The label value: the value itself, or `__other__` once the cap is full."""
+        return value if value != OTHER and self.admits(value) else OTHER
 
 
 class RunLabels:
     """Decides the extra labels of a run; the same value always gets the same label in one process."""
 
     def __init__(self, metadata_keys: Sequence[str], *, purpose: bool, max_values: int) -> None:
-        self._fields: list[tuple[str, str | None, _Cap]] = [
-            (metadata_label_name(key), key, _Cap(max_values)) for key in metadata_keys
+        self._fields: list[tuple[str, str | None, Cap[str]]] = [
+            (metadata_label_name(key), key, Cap(max_values)) for key in metadata_keys
         ]
         if purpose:
-            self._fields.append((PURPOSE_LABEL, None, _Cap(max_values)))
+            self._fields.append((PURPOSE_LABEL, None, Cap(max_values)))
 
     @property
     def names(self) -> tuple[str, ...]:

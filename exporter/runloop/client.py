@@ -169,14 +169,9 @@ class RunloopClient:
         deadline: float | None = None,
     ) -> Page:
         """One page of `GET /v1/benchmark_runs`."""
-        params: dict[str, str | int] = {"limit": limit}
-        if starting_after is not None:
-            params["starting_after"] = starting_after
-        if state is not None:
-            params["state"] = state
-        if benchmark_id is not None:
-            params["benchmark_id"] = benchmark_id
-        params["include_total_count"] = "true" if include_total_count else "false"
+        params = _listing_query(
+            limit, starting_after, include_total_count, state=state, benchmark_id=benchmark_id
+        )
         return _page(self._get_json(RUNS_PATH, RUNS_PATH, params, deadline), "runs")
 
     def iter_runs_pages(
@@ -210,9 +205,7 @@ class RunloopClient:
         """Every page of `GET /v1/benchmarks` (which leaves archived benchmarks out)."""
 
         def fetch(cursor: str | None, first: bool) -> Page:
-            params: dict[str, str | int] = {"limit": page_size, "include_total_count": "false"}
-            if cursor is not None:
-                params["starting_after"] = cursor
+            params = _listing_query(page_size, cursor, include_total_count=False)
             return _page(self._get_json(BENCHMARKS_PATH, BENCHMARKS_PATH, params, deadline), "benchmarks")
 
         return _paginate(fetch, page_size, None)
@@ -236,10 +229,7 @@ class RunloopClient:
         deadline: float | None = None,
     ) -> Page:
         """One page of `GET /v1/benchmark_jobs` (no state filter exists), read under MAX_JOB_BODY_BYTES."""
-        params: dict[str, str | int] = {"limit": limit}
-        if starting_after is not None:
-            params["starting_after"] = starting_after
-        params["include_total_count"] = "true" if include_total_count else "false"
+        params = _listing_query(limit, starting_after, include_total_count)
         body = self._get_json(JOBS_PATH, JOBS_PATH, params, deadline, max_bytes=MAX_JOB_BODY_BYTES)
         page = _page(body, "jobs")
         return Page(page.records, page.has_more, page.total_count, getattr(self._sizes, "last", 0))
@@ -296,13 +286,20 @@ class RunloopClient:
         allow_404: bool = False,
         max_bytes: int = MAX_BODY_BYTES,
     ) -> Any:
+        """One GET, retried: each attempt waits out any shared pause, then takes a request slot."""
         attempt = 0
         cause: TransientError | None = None  # the error being retried, if any
         while True:
             self._check_time(cause, deadline)
             self._honour_pause(deadline)
             try:
-                return self._send(endpoint, path, params, deadline, allow_404=allow_404, max_bytes=max_bytes)
+                with self.gate.slot(deadline):
+                    return self._send(
+                        endpoint, path, params, deadline, allow_404=allow_404, max_bytes=max_bytes
+                    )
+            except GateTimeoutError as exc:
+                self._check_time(None, deadline)  # a stop or a passed deadline says so in its own words
+                raise CancelledError(f"{endpoint}: {exc}") from None
             except RateLimitedError as exc:
                 error: TransientError = exc
                 delay = max(exc.retry_at - time.monotonic(), 0.0)
@@ -329,25 +326,7 @@ class RunloopClient:
         allow_404: bool,
         max_bytes: int,
     ) -> Any:
-        try:
-            with self.gate.slot(deadline):
-                return self._send_now(
-                    endpoint, path, params, deadline, allow_404=allow_404, max_bytes=max_bytes
-                )
-        except GateTimeoutError as exc:
-            self._check_time(None, deadline)  # a stop or a passed deadline says so in its own words
-            raise CancelledError(f"{endpoint}: {exc}") from None
-
-    def _send_now(
-        self,
-        endpoint: str,
-        path: str,
-        params: dict[str, Any] | None,
-        deadline: float | None,
-        *,
-        allow_404: bool,
-        max_bytes: int,
-    ) -> Any:
+        """One attempt, in a request slot: the answer's JSON, or what went wrong as the client's errors."""
         timeout = self._timeout_s
         if deadline is not None:
             timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
@@ -455,6 +434,18 @@ def _paginate(
             raise PaginationError(f"has_more still true after {pages} pages, more than the listing can hold")
         used.add(next_cursor)
         cursor = next_cursor
+
+
+def _listing_query(
+    limit: int, starting_after: str | None, include_total_count: bool, **filters: str | None
+) -> dict[str, str | int]:
+    """The query of one page of a list endpoint: its size, the cursor and the filters given, and the count."""
+    params: dict[str, str | int] = {"limit": limit}
+    if starting_after is not None:
+        params["starting_after"] = starting_after
+    params.update({name: value for name, value in filters.items() if value is not None})
+    params["include_total_count"] = "true" if include_total_count else "false"
+    return params
 
 
 def _bounded(delay: float | None) -> float | None:

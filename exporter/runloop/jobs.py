@@ -9,11 +9,10 @@ line. A job that fails validation is `Invalid` (reason prefixed `job_`), never a
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.runloop.models import Invalid, _as_int, record_id_or_invalid
+from exporter.runloop.models import Invalid, record_head_or_invalid, unit_score
 
 JOB_STATES = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")
 TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "timeout"})
@@ -31,7 +30,6 @@ JOB_INVALID_REASONS = (
     "job_duplicate_id",
 )
 
-_STATE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MAX_NAME = 256  # agent and model names are label values: longer ones are broken records
 _MAX_COUNT = 10**7  # scenarios in one run: more is a broken record
 
@@ -95,14 +93,12 @@ def _outcome(raw: Any) -> Outcome | str:
     counts = [_count(raw.get(field, 0)) for field in ("n_completed", "n_failed", "n_timeout")]
     if any(count is None for count in counts):
         return "an outcome's scenario counts are not non-negative integers"
-    score_raw = raw.get("average_score")
     score: float | None = None
-    if score_raw is not None:
-        if isinstance(score_raw, bool) or not isinstance(score_raw, int | float):
-            return "an outcome's average_score is not a number"
-        if not math.isfinite(score_raw) or not -1e-9 <= score_raw <= 1 + 1e-9:
-            return "an outcome's average_score is not within 0..1"
-        score = min(max(float(score_raw), 0.0), 1.0)
+    if raw.get("average_score") is not None:
+        score_or_problem = unit_score(raw["average_score"])
+        if isinstance(score_or_problem, str):
+            return f"an outcome's average_score is {score_or_problem}"
+        score = score_or_problem
     run_id = raw.get("benchmark_run_id")
     failures: dict[str, int] = {}
     scenarios = raw.get("scenario_outcomes") or []
@@ -142,15 +138,10 @@ def _running_agent(raw: Any) -> tuple[str | None, str | None] | None:
 
 def parse_job(record: Any) -> Job | Invalid:
     """Validate one BenchmarkJobView; unknown fields are ignored, the few we use enforced."""
-    raw_id = record_id_or_invalid(record, listing="jobs", required=("state", "create_time_ms"), prefix="job_")
-    if isinstance(raw_id, Invalid):
-        return raw_id
-    state = record["state"]
-    if not isinstance(state, str) or not _STATE_PATTERN.fullmatch(state):
-        return Invalid("job_invalid_state", raw_id, "state is not a lowercase word")
-    created = _as_int(record["create_time_ms"])
-    if created is None or created < 0:
-        return Invalid("job_invalid_create_time", raw_id, "create_time_ms is not a non-negative integer")
+    head = record_head_or_invalid(record, listing="jobs", time_field="create_time_ms", prefix="job_")
+    if isinstance(head, Invalid):
+        return head
+    raw_id, state, created = head
     source = record.get("job_source")
     benchmark_id: str | None = None
     if source is not None:

@@ -85,6 +85,15 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
+def unit_score(value: Any) -> float | str:
+    """A score of 0..1 (rounding just past either end clamped), or what is wrong with it; runs and jobs."""
+    if not _is_number(value) or not math.isfinite(value):
+        return "not a finite number"
+    if not -_SCORE_SLACK <= value <= 1 + _SCORE_SLACK:
+        return "outside 0..1"
+    return min(max(float(value), 0.0), 1.0)
+
+
 def record_id_or_invalid(
     record: Any, *, listing: str, required: tuple[str, ...], prefix: str = ""
 ) -> str | Invalid:
@@ -105,19 +114,35 @@ def record_id_or_invalid(
     return raw_id
 
 
-def parse_run(record: Any) -> Run | Invalid:
-    """Validate one BenchmarkRunView; unknown fields are ignored, required ones enforced."""
-    run_id = record_id_or_invalid(record, listing="runs", required=("state", "start_time_ms", "metadata"))
-    if isinstance(run_id, Invalid):
-        return run_id
+def record_head_or_invalid(
+    record: Any, *, listing: str, time_field: str, required: tuple[str, ...] = (), prefix: str = ""
+) -> tuple[str, str, int] | Invalid:
+    """(id, state, time in ms) of a listed record, or why it is invalid: the checks runs and jobs share.
 
+    `state` and `time_field` are required ahead of `required`. A bad time is `<prefix>invalid_<time_field
+    without _ms>` (invalid_start_time, job_invalid_create_time).
+    """
+    record_id = record_id_or_invalid(
+        record, listing=listing, required=("state", time_field, *required), prefix=prefix
+    )
+    if isinstance(record_id, Invalid):
+        return record_id
     state = record["state"]
     if not isinstance(state, str) or not _STATE_PATTERN.fullmatch(state):
-        return Invalid("invalid_state", run_id, "state is not a lowercase word")
+        return Invalid(f"{prefix}invalid_state", record_id, "state is not a lowercase word")
+    time_ms = _as_int(record[time_field])
+    if time_ms is None or time_ms < 0:
+        reason = f"{prefix}invalid_{time_field.removesuffix('_ms')}"
+        return Invalid(reason, record_id, f"{time_field} is not a non-negative integer")
+    return record_id, state, time_ms
 
-    start_ms = _as_int(record["start_time_ms"])
-    if start_ms is None or start_ms < 0:
-        return Invalid("invalid_start_time", run_id, "start_time_ms is not a non-negative integer")
+
+def parse_run(record: Any) -> Run | Invalid:
+    """Validate one BenchmarkRunView; unknown fields are ignored, required ones enforced."""
+    head = record_head_or_invalid(record, listing="runs", time_field="start_time_ms", required=("metadata",))
+    if isinstance(head, Invalid):
+        return head
+    run_id, state, start_ms = head
 
     duration_ms: int | None = None
     if record.get("duration_ms") is not None:
@@ -126,13 +151,11 @@ def parse_run(record: Any) -> Run | Invalid:
             return Invalid("invalid_duration", run_id, "duration_ms is negative, absurd or not an integer")
 
     score: float | None = None
-    raw_score = record.get("score")
-    if raw_score is not None:
-        if not _is_number(raw_score) or not math.isfinite(raw_score):
-            return Invalid("invalid_score", run_id, "score is not a finite number")
-        if not -_SCORE_SLACK <= raw_score <= 1 + _SCORE_SLACK:
-            return Invalid("invalid_score", run_id, "score is outside 0..1")
-        score = min(max(float(raw_score), 0.0), 1.0)
+    if record.get("score") is not None:
+        score_or_problem = unit_score(record["score"])
+        if isinstance(score_or_problem, str):
+            return Invalid("invalid_score", run_id, f"score is {score_or_problem}")
+        score = score_or_problem
 
     benchmark_id = record.get("benchmark_id")
     if benchmark_id is not None and not isinstance(benchmark_id, str):
