@@ -298,8 +298,12 @@ class RunloopClient:
                         endpoint, path, params, deadline, allow_404=allow_404, max_bytes=max_bytes
                     )
             except GateTimeoutError as exc:
-                self._check_time(None, deadline)  # a stop or a passed deadline says so in its own words
+                self._check_time(cause, deadline)  # a stop or a passed deadline says so in its own words
                 raise CancelledError(f"{endpoint}: {exc}") from None
+            except CancelledError as exc:  # a retry cut short by the deadline: still say what was retried
+                if cause is None:
+                    raise
+                raise CancelledError(f"{cause}; the retry was cut short: {exc}") from None
             except RateLimitedError as exc:
                 error: TransientError = exc
                 delay = max(exc.retry_at - time.monotonic(), 0.0)

@@ -347,6 +347,26 @@ def test_deadline_refuses_a_backoff_past_it() -> None:
     assert len(seen) == 1
 
 
+def test_a_retry_cut_short_by_the_deadline_still_names_what_was_retried() -> None:
+    """The first answer is a 503; the retry then runs past the deadline (a read timeout after it)."""
+    deadline = time.monotonic() + 0.2
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if len(seen) == 1:
+            return httpx.Response(503)
+        time.sleep(max(deadline - time.monotonic(), 0) + 0.01)
+        raise httpx.ReadTimeout("read timed out", request=request)
+
+    client, seen = client_for(handler)
+    with pytest.raises(CancelledError) as caught:
+        client.list_runs(limit=1, deadline=deadline)
+    assert len(seen) == 2
+    message = str(caught.value)
+    assert "503" in message, message
+    assert "timed out" in message, message
+    assert "deadline" in message, message
+
+
 def test_key_is_read_per_request() -> None:
     keys = iter(["k1", "k2"])
     seen: list[str] = []
