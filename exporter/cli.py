@@ -7,7 +7,6 @@ per problem. Logs always go to stderr, so stdout carries only what the mode prin
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from exporter.app import fail_settings
@@ -30,7 +29,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if invocation.mode == "once":
         return once(invocation.settings)
     return serve(invocation.settings)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -312,7 +312,7 @@ OPTIONS: tuple[_Option, ...] = (
     _opt("jobs", "false to leave benchmark jobs (agents and models) out (default true)", metavar="BOOL"),
     _opt(
         "jobs_page_size",
-        "benchmark jobs per API page at most, 1..5000; pages are also kept near 4 MB (default 100)",
+        "benchmark jobs per API page at most, 1..5000; pages are also kept near 6 MB (default 100)",
         metavar="N",
     ),
     _opt(

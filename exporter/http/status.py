@@ -2,8 +2,8 @@
 
 Pure functions from a snapshot and the last sync's outcome to HTML bytes: plain server-side HTML and
 CSS, no JavaScript, nothing fetched from elsewhere, every string that comes from Runloop or from the
-user escaped. The sync job renders the benchmark table when it publishes a snapshot and the whole page
-(which is small around the table) after every sync; the server only copies the bytes.
+user escaped. `app.StatePublisher` renders the benchmark table when a sync publishes a snapshot and the
+whole page (which is small around the table) after every sync; the server only copies the bytes.
 """
 
 from __future__ import annotations

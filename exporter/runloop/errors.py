@@ -91,4 +91,5 @@ def explain(exc: BaseException, base_url: str) -> str:
         return f"paging through {base_url} did not work: {exc}"
     if isinstance(exc, CancelledError):
         return f"stopped: {exc}"
-    return f"unexpected error: {exc!r}"
+    # A bug's message may carry record data: name its type only; the log has the traceback.
+    return f"unexpected error: {type(exc).__name__} (a bug: the log has its traceback)"

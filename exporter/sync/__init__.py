@@ -4,7 +4,9 @@ The README's "How a sync works" tells the whole story once. The parts: `ledger` 
 syncs), `fullread` (the backfill, a reconcile, a rescan), `probes` (the cheap "what changed" requests),
 `lookups` (concurrent per-run GETs), `planner` (the cheapest of those, from measured latency), `names`
 (benchmark names), `idset` (duplicates in a full read), `engine` (one sync of the runs, start to end),
-`jobs` (the benchmark-jobs sync beside it) and `job` (one scheduled cycle and its `Outcome`).
+`config` (a sync's settings), `records` (invalid records, counted once), `jobpages` and `jobs` (the
+benchmark-jobs sync beside it), `withjobs` (the two together, jobs isolated) and `job` (one scheduled
+cycle and its `Outcome`).
 """
 
 from exporter.sync.config import Grouping, SyncConfig, by_benchmark

@@ -40,11 +40,6 @@ class Outcome:
         """True when the sync succeeded."""
         return self.error is None
 
-    @property
-    def interrupted(self) -> bool:
-        """True when the exporter's shutdown stopped the sync (not a failure of Runloop or of the sync)."""
-        return isinstance(self.error, ShutdownError)
-
 
 Publish = Callable[[Outcome], None]
 """Receives every outcome except a shutdown's (which has nothing to show)."""

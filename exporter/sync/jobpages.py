@@ -17,7 +17,7 @@ from exporter.runloop.jobs import Job
 
 TARGET_PAGE_BYTES = 6 * 1024 * 1024
 """Bytes a page of jobs should weigh: 6 MB parse into some 25 MB of objects, briefly, and keep a backfill of
-100,000 heavy jobs under 150 MB peak RSS (`./dev bench jobs`; 8 MB pages reach 140 MB)."""
+100,000 heavy jobs under 150 MB peak RSS (`./dev bench jobs`; 8 MB pages peak near 142 MB)."""
 FIRST_LIMIT = 10
 """Jobs asked in the first page of a read, before their weight is known."""
 

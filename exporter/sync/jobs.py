@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
@@ -61,9 +61,6 @@ from exporter.sync.jobpages import (
 from exporter.sync.lookups import Lookups
 from exporter.sync.planner import Costs
 from exporter.sync.records import InvalidRecords
-
-if TYPE_CHECKING:
-    pass
 
 log = structlog.get_logger("exporter.sync.jobs")
 

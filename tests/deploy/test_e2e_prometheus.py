@@ -562,7 +562,7 @@ def test_a_job_that_fails_or_times_out_fires_the_job_failed_alert(scraping: Stac
 def test_the_agent_regression_alert_fires_after_its_for_duration(
     score_drop: ScoreDrop, scraping: Stack
 ) -> None:
-    """Last in the module, so the other tests run while the alert is pending.
+    """Last in the module: in one process the other tests run while the alert is pending.
 
     Its `for` is REGRESSION_HOLD here (the only change to the shipped rules); the wait for it is real.
     """
@@ -594,9 +594,7 @@ def test_the_agent_regression_alert_fires_after_its_for_duration(
         if alert["state"] == "firing":
             firing_at.append(time.time())
             return True
-        # A missed scrape resets the pending clock (see SCRAPE_S): the deadline follows activeAt.
-        assert time.time() < _epoch(alert["activeAt"]) + hold + WAIT_S, f"pending too long: {alert}"
-        return False
+        return False  # pending (a missed scrape restarts its clock, see SCRAPE_S: wait_for bounds it)
 
     wait_for(fired, "RunloopAgentScoreRegression to fire", why, 2 * hold + WAIT_S)
     (alert,) = firing()

@@ -99,6 +99,4 @@ def test_jobs_bench_prints_its_table_with_exact_request_counts() -> None:
     # Jobs of some 18 KB: a first page of 10, then pages of RUNLOOP_EXPORTER_JOBS_PAGE_SIZE (100).
     assert [int(row[3]) for row in rows] == [4, 11]
     assert all(row[10] == "1" for row in rows)  # steady, 5 live jobs at the top: one request
-    assert all(float(row[8]) < 150 for row in rows)  # peak RSS of the exporter side, MB
-    assert all(row[11] == "met" and row[12] == "met" for row in rows)  # within the full-read deadline
     assert "Traceback" not in result.stderr

@@ -23,6 +23,7 @@ from exporter.runloop.errors import (
     RateLimitedError,
     ResponseTooLargeError,
     TransientError,
+    explain,
 )
 
 FAST = RetryPolicy(max_retries=3, base_delay_s=0.001, max_delay_s=0.002)
@@ -379,3 +380,11 @@ def test_key_is_read_per_request() -> None:
     client.list_runs(limit=1)
     client.list_runs(limit=1)
     assert seen == ["Bearer k1", "Bearer k2"]
+
+
+def test_an_unexpected_error_is_explained_by_its_type_only() -> None:
+    """A bug's message may carry record data (an agent name, a value): the page and stderr name the type."""
+    text = explain(KeyError("agent-name-from-a-record"), "http://127.0.0.1:1")
+    assert "KeyError" in text
+    assert "agent-name-from-a-record" not in text
+    assert "503" in explain(TransientError("HTTP 503"), "http://127.0.0.1:1")
