@@ -62,7 +62,6 @@ class Demo:
 class App:
     """Everything a mode needs from the settings, built once; `close()` releases it."""
 
-    settings: Settings
     base_url: str
     telemetry: Telemetry
     client: RunloopClient
@@ -99,7 +98,7 @@ def build(
         telemetry = Telemetry()
         telemetry.init_http(CLOSE_REASONS)
         client = build_client(settings, base_url, key, telemetry, stop, retry=retry)
-        return App(settings, base_url, telemetry, client, build_sync(settings, client, telemetry), demo)
+        return App(base_url, telemetry, client, build_sync(settings, client, telemetry), demo)
     except BaseException:
         if demo:
             demo.stop()
