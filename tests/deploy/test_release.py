@@ -49,7 +49,7 @@ def test_the_version_is_a_release_version() -> None:
 
 def test_package_cli_and_build_info_give_the_pyproject_version() -> None:
     assert __version__ == VERSION
-    result = run([sys.executable, "-m", "exporter.cli", "--version"])
+    result = run([sys.executable, "-m", "exporter", "--version"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"runloop-exporter {VERSION}"
     registry = Telemetry().registry
