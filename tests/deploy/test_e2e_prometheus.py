@@ -12,9 +12,7 @@ Everything listens on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -30,6 +28,7 @@ import yaml
 
 from exporter.simulator import Simulator, World
 from tests.support.deploy import DASHBOARD_FILE, RULES_FILE
+from tests.support.exporter_process import Exporter
 from tests.support.ports import free_port
 from tests.support.tools import require_tool
 from tests.support.waiting import wait_until
@@ -193,34 +192,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     live_job = _seed_jobs(world, now_ms)
     procs: list[subprocess.Popen[bytes]] = []
     with Simulator(world, api_key=API_KEY) as simulator:
+        exporter = Exporter(
+            ["--base-url", simulator.url, "--sync-interval-seconds", "1", "--log-format", "console"],
+            env={"RUNLOOP_API_KEY": API_KEY},
+        )
         try:
-            exporter_port = free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOOP")}
-            env["RUNLOOP_API_KEY"] = API_KEY
-            exporter_log = tmp / "exporter.log"
-            with exporter_log.open("wb") as log:
-                procs.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "exporter",
-                            "--address",
-                            "127.0.0.1",
-                            "--port",
-                            str(exporter_port),
-                            "--base-url",
-                            simulator.url,
-                            "--sync-interval-seconds",
-                            "1",
-                            "--log-format",
-                            "console",
-                        ],
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
+            exporter_log = exporter.start(tmp).log_path
+            assert exporter_log is not None
             config = {
                 "global": {
                     "scrape_interval": f"{SCRAPE_S}s",
@@ -231,7 +209,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "scrape_configs": [
                     {
                         "job_name": "runloop-exporter",
-                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
                     }
                 ],
             }
@@ -254,11 +232,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     )
                 )
             yield Stack(
-                world, running, live_job, f"http://127.0.0.1:{prometheus_port}", exporter_log, prometheus_log
+                world,
+                running,
+                live_job,
+                f"http://127.0.0.1:{prometheus_port}",
+                exporter_log,
+                prometheus_log,
             )
         finally:
-            for proc in reversed(procs):
+            for proc in procs:
                 _stop(proc)
+            if exporter.proc is not None:
+                exporter.stop()
 
 
 @pytest.fixture(scope="module")
