@@ -59,28 +59,22 @@ apt_install() {
   [ "$status" = 0 ] || die "apt-get install $* failed"
 }
 
-ensure_prometheus() {
-  if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
-    return
-  fi
+# Debian's PACKAGE, unless every COMMAND after it is on PATH already.
+ensure_apt_package() {
+  local package="$1" command missing=""
+  shift
+  for command in "$@"; do
+    command -v "$command" >/dev/null 2>&1 || missing="$missing $command"
+  done
+  [ -n "$missing" ] || return 0
   if ! can_apt; then
-    cannot_install "promtool/prometheus are missing and apt-get is not usable as root here; install Prometheus (promtool) yourself"
+    cannot_install "missing:$missing, and apt-get is not usable as root here; install Debian's $package yourself"
     return
   fi
-  apt_install prometheus
-  command -v promtool >/dev/null 2>&1 || die "installed the prometheus package but promtool is not on PATH"
-}
-
-ensure_chromium() {
-  if command -v chromium >/dev/null 2>&1; then
-    return
-  fi
-  if ! can_apt; then
-    cannot_install "chromium is missing and apt-get is not usable as root here; install Debian's chromium yourself"
-    return
-  fi
-  apt_install chromium
-  command -v chromium >/dev/null 2>&1 || die "installed the chromium package but chromium is not on PATH"
+  apt_install "$package"
+  for command in "$@"; do
+    command -v "$command" >/dev/null 2>&1 || die "installed the $package package but $command is not on PATH"
+  done
 }
 
 ensure_helm() {
@@ -114,6 +108,6 @@ EOF
   mv "$work/helm" "$TOOLS_BIN/helm.tmp" && mv "$TOOLS_BIN/helm.tmp" "$TOOLS_BIN/helm"
 }
 
-ensure_prometheus
+ensure_apt_package prometheus promtool prometheus
 ensure_helm
-ensure_chromium
+ensure_apt_package chromium chromium
