@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         client,
         SyncConfig(page_size=args.page_size),
         names=BenchmarkNames(client),
-        invalid=InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc()),
+        invalid=InvalidRecords(telemetry.count_invalid),
         telemetry=telemetry,
         clock=lambda: clock[0],
     )

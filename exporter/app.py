@@ -20,6 +20,7 @@ from exporter.http.server import CLOSE_REASONS, Limits
 from exporter.http.state import State
 from exporter.logs import REDACTOR
 from exporter.metrics.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps
+from exporter.metrics.filters import BenchmarkFilter
 from exporter.metrics.labels import FoldCounting, RunLabels, make_grouping
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.apikey import ApiKey
@@ -134,7 +135,7 @@ def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) 
         refresh_interval_s=settings.reconcile_interval_seconds,
         workers=settings.max_concurrent_requests,
     )
-    invalid = InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc())
+    invalid = InvalidRecords(telemetry.count_invalid)
     labels = RunLabels(
         settings.metadata_labels,
         purpose=settings.purpose_label,
@@ -166,23 +167,26 @@ def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) 
         telemetry.init_folded(labels.names)
         sync = FoldCounting(sync, labels.names, telemetry.count_folded)
     if settings.jobs:
-        sync = _with_jobs(settings, client, telemetry, sync, names)
+        sync = _with_jobs(settings, client, telemetry, sync, names, benchmarks=benchmarks)
     return sync
 
 
 def _with_jobs(
-    settings: Settings, client: RunloopClient, telemetry: Telemetry, sync: Sync, names: BenchmarkNames
+    settings: Settings,
+    client: RunloopClient,
+    telemetry: Telemetry,
+    sync: Sync,
+    names: BenchmarkNames,
+    *,
+    benchmarks: BenchmarkFilter,
 ) -> Sync:
     """The run sync followed by the benchmark-jobs sync, whose failures never fail the runs."""
-    benchmarks = settings.benchmark_filter()
     jobs = JobsSync(
         client,
         score_buckets=settings.score_buckets,
         caps=AgentCaps(settings.agent_model_max_values, settings.exception_type_max_values),
         admits=lambda benchmark_id: benchmarks.admits(benchmark_id, names.name_of),
-        invalid=InvalidRecords(
-            lambda reason: telemetry.invalid_records.labels(reason).inc(), kind="benchmark job"
-        ),
+        invalid=InvalidRecords(telemetry.count_invalid, kind="benchmark job"),
         page_size=settings.jobs_page_size,
         max_concurrent=settings.max_concurrent_requests,
         reconcile_interval_s=settings.reconcile_interval_seconds,

@@ -156,6 +156,10 @@ class Telemetry:
         """Hook for FoldCounting: runs newly exported as `__other__` under `label`."""
         self.label_values_folded.labels(label).inc(runs)
 
+    def count_invalid(self, reason: str) -> None:
+        """Hook for InvalidRecords: a run or job record skipped as invalid, for `reason`."""
+        self.invalid_records.labels(reason).inc()
+
     def count_http_close(self, reason: str) -> None:
         """Hook for the HTTP server: it closed a connection on its own."""
         self.http_connections_closed.labels(reason).inc()

@@ -233,7 +233,7 @@ def test_run_environment_variables_and_secrets_are_never_kept_or_logged(
         client,
         SyncConfig(page_size=2),
         names=names,
-        invalid=InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc()),
+        invalid=InvalidRecords(telemetry.count_invalid),
         telemetry=telemetry,
     )
     with structlog.testing.capture_logs() as events:

@@ -47,7 +47,7 @@ def new_sync(
         client,
         config,
         names=BenchmarkNames(client),
-        invalid=InvalidRecords(lambda reason: telemetry.invalid_records.labels(reason).inc()),
+        invalid=InvalidRecords(telemetry.count_invalid),
         telemetry=telemetry,
         **kwargs,
     )
