@@ -191,7 +191,7 @@ class IncrementalSync:
         delta.pending = frozenset(pending)
         head_moved = top.head != ledger.head
         chosen = self._plan(len(pending), ledger, top.total_count, head_moved)
-        deeper = chosen is not None and chosen.choice == "rescan" and self._deeper_may_pay()
+        deeper = chosen is not None and chosen.choice == "rescan" and self._deeper_may_pay(head_moved)
         if chosen is not None and chosen.choice == "rescan" and not deeper:
             return Rescan(
                 "re-reading the listing is cheaper than looking runs up",
@@ -260,11 +260,11 @@ class IncrementalSync:
         self._deep_skips = 0 if 2 * found >= len(pending) else DEEP_SKIPS
         return [rid for rid in pending if rid in ledger.running and rid not in seen]
 
-    def _deeper_may_pay(self) -> bool:
-        """Whether reading on below the head may beat a rescan: unless new runs are known not to be
-        listed first (this sync's scans can still show that), or a recent deeper scan found too little
-        (then a few rescans go first)."""
-        if self._new_at_head is False:
+    def _deeper_may_pay(self, head_moved: bool) -> bool:
+        """Whether reading on below the head may beat a rescan: only where new runs are listed first,
+        known already or shown by this sync's head scan (so the head must have moved while the order
+        is unknown), and unless a recent deeper scan found too little (then a few rescans go first)."""
+        if self._new_at_head is False or (self._new_at_head is None and not head_moved):
             return False
         if self._deep_skips:
             self._deep_skips -= 1

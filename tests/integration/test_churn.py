@@ -152,8 +152,8 @@ def test_many_ended_runs_are_learned_by_a_rescan_that_says_why() -> None:
         sim.reset_requests()
         assert_exact(sync.run(), world)
         assert not [r for r in sim.requests if r.path.startswith(RUN_PATH_PREFIX)]
-        # Running listing, probe, the tail (no new run shows the order, so no reading on), the pages.
-        assert len(sim.requests) == 3 + full_mode_cost(3_400, 1000)
+        # Running listing, probe, the pages: no new run shows the order, so no scan for reading on.
+        assert len(sim.requests) == 2 + full_mode_cost(3_400, 1000)
         assert full_reads(telemetry, "rescan") == 1
         assert full_reads(telemetry, "probe_mismatch") == 0
 
