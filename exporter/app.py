@@ -220,9 +220,14 @@ def fail_settings(problems: Sequence[str]) -> int:
     return 2
 
 
+def log_level_asked(settings: Settings) -> bool:
+    """Whether a log level was set (RUNLOOP_EXPORTER_LOG_LEVEL or --log-level), not defaulted."""
+    return "log_level" in settings.model_fields_set
+
+
 def quiet_log_level(settings: Settings) -> str:
     """--once and check log only warnings unless a level was asked for: their output is the point."""
-    return settings.log_level if "log_level" in settings.model_fields_set else "warning"
+    return settings.log_level if log_level_asked(settings) else "warning"
 
 
 class StatePublisher:

@@ -12,7 +12,7 @@ from collections import Counter
 from exporter.app import build, http_limits, quiet_log_level
 from exporter.logs import configure
 from exporter.runloop.client import RetryPolicy, RunloopClient
-from exporter.runloop.errors import ApiError, AuthError, RunloopError, explain
+from exporter.runloop.errors import ApiError, AuthError, RunloopError, cannot_read_jobs, explain
 from exporter.runloop.models import RUNNING, Invalid, parse_run
 from exporter.settings import Settings
 from exporter.sync import BenchmarkNames
@@ -61,7 +61,7 @@ def _report_jobs(settings: Settings, client: RunloopClient) -> None:
     try:
         page = client.list_jobs(limit=1, include_total_count=True)
     except (AuthError, ApiError) as exc:
-        if exc.status not in (403, 404):
+        if not cannot_read_jobs(exc):
             raise
         print(f"benchmark jobs: not readable with this key ({exc.status}); run metrics are unaffected")
         return

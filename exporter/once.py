@@ -14,8 +14,7 @@ import sys
 import threading
 import time
 
-from exporter.app import StatePublisher, build, quiet_log_level
-from exporter.http.state import State
+from exporter.app import build, log_level_asked, quiet_log_level
 from exporter.logs import configure
 from exporter.metrics.exposition import render_registry
 from exporter.runloop.client import RetryPolicy
@@ -42,7 +41,7 @@ def once(settings: Settings) -> int:
     started = time.monotonic()
     timeout_s = once_timeout(settings)
     held = io.StringIO()
-    live_logs = "log_level" in settings.model_fields_set
+    live_logs = log_level_asked(settings)
     configure(settings.log_format, quiet_log_level(settings), stream=None if live_logs else held)
     # The first sync is a full read; within --once it gets the same deadline, not the backfill's half hour.
     settings = settings.model_copy(
@@ -52,8 +51,8 @@ def once(settings: Settings) -> int:
         }
     )
     app = build(settings, retry=ONCE_RETRY)
-    state = State(lambda: render_registry(app.telemetry.registry))
-    job = app.job(StatePublisher(state), deadline_s=timeout_s - (time.monotonic() - started))
+    # Nothing is served: the outcome itself carries the rendered snapshot that is printed.
+    job = app.job(lambda outcome: None, deadline_s=timeout_s - (time.monotonic() - started))
     outcomes: list[Outcome] = []
     worker = threading.Thread(target=lambda: outcomes.append(job()), name="once", daemon=True)
     worker.start()
@@ -67,8 +66,9 @@ def once(settings: Settings) -> int:
         sys.stderr.flush()
         os._exit(1)
     app.close()
-    error = outcomes[0].error if outcomes else None
-    if not outcomes or not outcomes[0].ok or state.rendered is None:
+    outcome = outcomes[0] if outcomes else None
+    error = outcome.error if outcome else None
+    if outcome is None or outcome.rendered is None:
         reason = explain(error, app.base_url) if error else "the exposition could not be rendered"
         if isinstance(error, CancelledError) and time.monotonic() >= started + timeout_s:
             reason = (
@@ -78,6 +78,6 @@ def once(settings: Settings) -> int:
         print(f"runloop-exporter: sync failed: {reason}", file=sys.stderr)
         return 1
     sys.stderr.write(held.getvalue())
-    sys.stdout.buffer.write(state.rendered.body(state.self_metrics(), gzip=False))
+    sys.stdout.buffer.write(outcome.rendered.body(render_registry(app.telemetry.registry), gzip=False))
     sys.stdout.flush()
     return 0

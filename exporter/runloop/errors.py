@@ -77,6 +77,11 @@ class ShutdownError(CancelledError):
     """Stopped because the exporter is shutting down."""
 
 
+def cannot_read_jobs(exc: AuthError | ApiError) -> bool:
+    """403 or 404 from the jobs endpoints: this key or account cannot read benchmark jobs (a beta)."""
+    return exc.status in (403, 404)
+
+
 def explain(exc: BaseException, base_url: str) -> str:
     """One line saying what is wrong, in the operator's terms (--once, check and the status page)."""
     if isinstance(exc, AuthError):

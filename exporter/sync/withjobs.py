@@ -11,7 +11,7 @@ import structlog
 
 from exporter.metrics.agents import AGENT_LABEL, EXCEPTION_LABEL, JobsSnapshot
 from exporter.metrics.aggregate import Snapshot
-from exporter.runloop.errors import ApiError, AuthError, RunloopError, ShutdownError
+from exporter.runloop.errors import ApiError, AuthError, RunloopError, ShutdownError, cannot_read_jobs
 from exporter.sync.jobs import JobsSync
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class WithJobs:
         try:
             jobs = self._jobs.run(deadline)
         except (AuthError, ApiError) as exc:
-            if exc.status not in (403, 404):
+            if not cannot_read_jobs(exc):
                 return self._failed(exc)
             self._refused_until = self._clock() + self._retry_s
             self._available(False)
