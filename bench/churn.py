@@ -26,7 +26,6 @@ import argparse
 import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,11 +33,11 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.support import free_port, peak_rss_mb
 from exporter.simulator import DEFAULT_API_KEY, Latency, Simulator, World
 
 T0 = 1_700_000_000_000
@@ -131,19 +130,6 @@ class Watcher(threading.Thread):
                 self.publishes.append((time.monotonic(), finished))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def measure(cell: Cell, interval_s: float, scale: float, intervals: int, page_size: int) -> Cell:
     scaled = interval_s / scale
     per_interval = round(cell.churn_per_min * interval_s / 60)
@@ -157,7 +143,7 @@ def measure(cell: Cell, interval_s: float, scale: float, intervals: int, page_si
         world.add_run(benchmark_id=BENCHMARKS[i % 20], state="running", start_ms=T0 + 10**8 + i)
         for i in range(pool)
     ]
-    latency = Latency(base_s=cell.latency_ms / 1000, bytes_per_s=20e6)
+    latency = Latency.realistic(cell.latency_ms, cell.latency_ms)
     port = free_port()
     with Simulator(world, latency=latency) as sim, tempfile.TemporaryFile("w+") as logs:
         env = {

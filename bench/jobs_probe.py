@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from bench.probe import peak_rss_mb
+from bench.support import peak_rss_mb
 from exporter.logs import configure
 from exporter.metrics.agents import AgentCaps
 from exporter.runloop.client import Page, RunloopClient

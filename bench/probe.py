@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
+from bench.support import peak_rss_mb
 from exporter.app import build_sync
 from exporter.http.server import MetricsServer
 from exporter.http.state import State
@@ -49,16 +50,6 @@ def main(url: str, mode: str, page_size: int) -> None:
             print(server.server_port, flush=True)
         elif command == "rss":
             print(peak_rss_mb(), flush=True)
-
-
-def peak_rss_mb() -> float:
-    """Peak RSS of this process. Not getrusage's ru_maxrss: Linux carries that over from the parent
-    across fork and exec, so a child of a big simulator would report the simulator's size."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 if __name__ == "__main__":

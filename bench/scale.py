@@ -66,7 +66,7 @@ def change(world: World, running: list[str], benchmarks: int) -> None:
 
 def measure(history: int, mode: str, benchmarks: int, page_size: int, latency_ms: float) -> Result:
     world, running = make_world(history, benchmarks)
-    with Simulator(world, latency=Latency(base_s=latency_ms / 1000, bytes_per_s=20e6)) as sim:
+    with Simulator(world, latency=Latency.realistic(latency_ms, latency_ms)) as sim:
         child = subprocess.Popen(
             [sys.executable, "-m", "bench.probe", sim.url, mode, str(page_size)],
             stdin=subprocess.PIPE,
