@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.runloop.models import Invalid, record_head_or_invalid, unit_score
+from exporter.runloop.models import Invalid, is_id, record_head_or_invalid, unit_score
 
 JOB_STATES = ("initializing", "queued", "running", "completed", "failed", "cancelled", "timeout")
 TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "timeout"})
@@ -149,7 +149,7 @@ def parse_job(record: Any) -> Job | Invalid:
             return Invalid("job_invalid_source", raw_id, "job_source is not an object")
         if source.get("type") == "benchmark":
             raw_bid = source.get("benchmark_id")
-            if not isinstance(raw_bid, str) or not raw_bid or len(raw_bid) > 256:
+            if not is_id(raw_bid):
                 return Invalid("job_invalid_source", raw_id, "job_source.benchmark_id is not a string")
             benchmark_id = raw_bid
     raw_outcomes = record.get("benchmark_outcomes") or []

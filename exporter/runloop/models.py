@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 RUNNING = "running"
 TERMINAL_STATES = ("completed", "failed", "canceled")
@@ -18,6 +18,8 @@ KNOWN_STATES = (RUNNING, *TERMINAL_STATES)
 
 # A year: a longer run is a broken record, not a slow benchmark.
 MAX_DURATION_MS = 366 * 24 * 3600 * 1000
+# The longest id taken from the API: a longer one is a broken record, not an id.
+MAX_ID_LEN = 256
 # States are short lowercase words; anything else would be a strange label value, not a new state.
 _STATE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # Scores are computed as a mean of 0..1 scenario scores; allow float rounding above 1.
@@ -106,12 +108,17 @@ def record_id_or_invalid(
     raw_id = record.get("id")
     if raw_id is None:
         return Invalid(f"{prefix}missing_field", None, "id is missing")
-    if not isinstance(raw_id, str) or not raw_id or len(raw_id) > 256:
+    if not is_id(raw_id):
         return Invalid(f"{prefix}invalid_id", None, "id is not a non-empty string")
     for field in required:
         if field not in record:
             return Invalid(f"{prefix}missing_field", raw_id, f"{field} is missing")
     return raw_id
+
+
+def is_id(value: Any) -> TypeGuard[str]:
+    """Whether `value` can be a Runloop id: a non-empty string of at most MAX_ID_LEN characters."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LEN
 
 
 def record_head_or_invalid(
