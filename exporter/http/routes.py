@@ -85,11 +85,7 @@ class Handler(BaseHTTPRequestHandler):
                     503, (b"not ready: the first sync has not succeeded yet\n",), "text/plain; charset=utf-8"
                 )
         elif path == "/":
-            csp = (
-                {}
-                if "content-security-policy" in {h.lower() for h in self._headers_from_config}
-                else {"Content-Security-Policy": status.CONTENT_SECURITY_POLICY}
-            )
+            csp = {"Content-Security-Policy": status.CONTENT_SECURITY_POLICY}  # unless the config sets one
             self._send(200, (self.server.state.page,), "text/html; charset=utf-8", extra=csp)
         else:
             self._send(404, (b"not found\n",), "text/plain; charset=utf-8")
@@ -125,7 +121,8 @@ class Handler(BaseHTTPRequestHandler):
         extra: Mapping[str, str] | None = None,
     ) -> None:
         self.send_response(status)
-        for name, value in {**self._headers_from_config, **(extra or {})}.items():
+        # The web config's headers win over a route's own (its names are exactly HEADER_VALUES' keys).
+        for name, value in {**(extra or {}), **self._headers_from_config}.items():
             self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(sum(map(len, body))))

@@ -309,7 +309,10 @@ def test_client_allowed_sans(pki: Pki, start_secure: Callable[..., SecureExporte
 
 
 def test_basic_auth_over_tls(pki: Pki, start_secure: Callable[..., SecureExporter]) -> None:
-    headers = "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+    headers = (
+        "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+        "    Content-Security-Policy: \"default-src 'self'\"\n"
+    )
     auth = ("prometheus", PASSWORD)
     exporter = start_secure(web_config(pki, TLS + USERS + headers), pki.client(), auth, flag=True)
     exporter.wait_synced()
@@ -322,7 +325,10 @@ def test_basic_auth_over_tls(pki: Pki, start_secure: Callable[..., SecureExporte
             assert response.headers["X-Content-Type-Options"] == "nosniff"
             assert "runloop_" not in response.text
     assert exporter.get("/metrics", auth=auth).status_code == 200
-    assert 'href="/metrics"' in exporter.get("/", auth=auth).text
+    page = exporter.get("/", auth=auth)
+    assert 'href="/metrics"' in page.text
+    # A configured Content-Security-Policy replaces the page's own, once.
+    assert page.headers.get_list("Content-Security-Policy") == ["default-src 'self'"]
     assert exporter.get("/", auth=auth, headers={"Accept-Encoding": "gzip"}).status_code == 200
     assert exporter.get("/nope", auth=auth).status_code == 404
     for probe in ("/healthz", "/readyz"):
