@@ -70,25 +70,18 @@ class SyncJob:
         try:
             snapshot = self._sync.run(started + self._deadline_s)
             rendered = Rendered.of(snapshot)
-        except AuthError as exc:
-            self._fail("the API key was refused: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE", started, exc)
-            return self._end(started, requests_before, exc)
         except ShutdownError as exc:  # a normal stop: not a failure, and not an error line at every deploy
             log.info("sync interrupted: the exporter is shutting down")
             return self._outcome(started, requests_before, exc)
-        except CancelledError as exc:
-            self._fail("sync stopped", started, exc)
-            return self._end(started, requests_before, exc)
-        except RunloopError as exc:
-            self._fail("sync failed", started, exc)
-            return self._end(started, requests_before, exc)
-        except Exception as exc:  # a bug must not stop the scheduler: log it with its traceback
-            log.exception("sync crashed", error=repr(exc))
-            self._record(started, success=False)
-            return self._end(started, requests_before, exc)
+        except Exception as exc:  # whatever it is, the scheduler goes on: the outcome says why
+            outcome = self._outcome(started, requests_before, exc)
+            self._record(outcome)
+            _log_failure(exc, outcome.duration_s)
+            self._publish(outcome)  # the status page says why
+            return outcome
         outcome = self._outcome(started, requests_before, None, snapshot, rendered)
         self._publish(outcome)
-        self._record(started, success=True)
+        self._record(outcome)
         self._telemetry.runs_known.set(snapshot.runs)
         log.info(
             "sync finished",
@@ -116,25 +109,24 @@ class SyncJob:
             requests=self._client.requests - requests_before,
         )
 
-    def _end(self, started: float, requests_before: int, error: BaseException) -> Outcome:
-        """A failed sync: publish it (the status page says why) and hand it back."""
-        outcome = self._outcome(started, requests_before, error)
-        self._publish(outcome)
-        return outcome
-
-    def _fail(self, message: str, started: float, exc: RunloopError) -> None:
-        self._record(started, success=False)
-        log.error(
-            message,
-            error=str(exc),
-            error_type=type(exc).__name__,
-            duration_s=round(time.monotonic() - started, 3),
-        )
-
-    def _record(self, started: float, *, success: bool) -> None:
+    def _record(self, outcome: Outcome) -> None:
         t = self._telemetry
-        t.sync_duration.observe(time.monotonic() - started)
-        t.syncs.labels("success" if success else "failure").inc()
-        t.up.set(1 if success else 0)
-        if success:
-            t.last_success.set(time.time())
+        t.sync_duration.observe(outcome.duration_s)
+        t.syncs.labels("success" if outcome.ok else "failure").inc()
+        t.up.set(1 if outcome.ok else 0)
+        if outcome.ok:
+            t.last_success.set(outcome.ended_at)
+
+
+def _log_failure(exc: Exception, duration_s: float) -> None:
+    """One error line for a failed sync; a bug (not a RunloopError) with its traceback."""
+    if not isinstance(exc, RunloopError):
+        log.exception("sync crashed", error=repr(exc))
+        return
+    if isinstance(exc, AuthError):
+        message = "the API key was refused: check RUNLOOP_API_KEY / RUNLOOP_API_KEY_FILE"
+    elif isinstance(exc, CancelledError):
+        message = "sync stopped"
+    else:
+        message = "sync failed"
+    log.error(message, error=str(exc), error_type=type(exc).__name__, duration_s=round(duration_s, 3))
