@@ -199,12 +199,10 @@ def render(
     demo: bool,
     last: LastSync | None,
     table: Table | None,
-    links: Mapping[str, str] | None = None,
-    version: str = __version__,
 ) -> bytes:
     """The whole page: the demo banner, the last sync, the table of the last good snapshot, the links."""
     e = html.escape
-    parts = [_HEAD.format(version=e(version))]
+    parts = [_HEAD.format(version=e(__version__))]
     if demo:
         parts.append(
             '<p class="banner">Demo mode: a simulated account, no Runloop key used. '
@@ -222,7 +220,7 @@ def render(
             f"then runs running longest.</p>"
         )
         parts.append(table.html)
-    parts.append(_links(links or LINKS))
+    parts.append(_links(LINKS))
     parts.append("</main></body></html>\n")
     return "\n".join(parts).encode()
 
