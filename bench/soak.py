@@ -1,7 +1,7 @@
 """Soak: 1,000 syncs with churn against the simulator, printing the RSS curve and a verdict.
 
 Everything runs in this process, as in the integration tests: the simulator's World on 127.0.0.1, and
-the exporter's own parts (RunloopClient, IncrementalSync, SyncJob, the rendered snapshot a scrape
+the exporter's own parts (RunloopClient, IncrementalSync, the run cycle, the rendered snapshot a scrape
 sends). Between syncs the world changes: runs start and finish, a new benchmark appears now and then,
 a run is deleted (which forces a full read), and the API fails now and then (503, malformed JSON, 429)
 so the error paths run too. The sync's clock advances a minute per sync, so the hourly reconcile (a
@@ -22,15 +22,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from exporter.app import StatePublisher
+from exporter.app import runs_cycle
 from exporter.http.state import State
 from exporter.logs import configure
 from exporter.metrics.exposition import Rendered, render_registry
 from exporter.metrics.telemetry import Telemetry
+from exporter.publisher import StatePublisher
 from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
-from exporter.sync.job import SyncJob
 
 T0 = 1_700_000_000_000
 SYNC_CLOCK_STEP_S = 60.0
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         telemetry=telemetry,
         clock=lambda: clock[0],
     )
-    job = SyncJob(sync, client, StatePublisher(state), telemetry, deadline_s=30.0)
+    job = runs_cycle(sync, client, telemetry, StatePublisher(state), deadline_s=30.0)
     churn = Churn(world, simulator, benchmarks, args.seed)
 
     print(f"soak: {args.syncs} syncs, {args.history} runs of history, {args.benchmarks} benchmarks")

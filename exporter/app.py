@@ -13,26 +13,27 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
 from pydantic import SecretStr
 
-from exporter.http import status
 from exporter.http.server import CLOSE_REASONS, Limits
-from exporter.http.state import State
-from exporter.logs import REDACTOR
-from exporter.metrics.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps
-from exporter.metrics.filters import BenchmarkFilter
+from exporter.metrics.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps, JobsSnapshot
+from exporter.metrics.aggregate import Snapshot
 from exporter.metrics.labels import FoldCounting, RunLabels, make_grouping
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.apikey import ApiKey
 from exporter.runloop.client import RetryPolicy, RunloopClient
-from exporter.runloop.errors import explain
 from exporter.runloop.politeness import RequestGate
 from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, DemoDriver, Latency, Simulator, World
 from exporter.sync import BenchmarkNames, CombinedSync, IncrementalSync, InvalidRecords, Sync, SyncConfig
-from exporter.sync.job import Outcome, Publish, SyncJob
+from exporter.sync.background import Bell
+from exporter.sync.cycle import JOBS, RUNS, Cycle, Outcome, PartMetrics, Publish
 from exporter.sync.jobs import JobsSync
-from exporter.sync.withjobs import WithJobs
+from exporter.sync.jobspart import JobsPart
+from exporter.sync.progress import ReadBoard
+
+log = structlog.get_logger("exporter")
 
 
 @dataclass
@@ -61,17 +62,33 @@ class Demo:
 
 @dataclass
 class App:
-    """Everything a mode needs from the settings, built once; `close()` releases it."""
+    """Everything a mode needs from the settings, built once; `close()` releases it.
+
+    Two parts, each a loop of its own: the runs (`sync`, on `client`) and, when read, the benchmark jobs
+    (`jobs`, on `jobs_client`, a lane of the same request gate that yields to the runs).
+    """
 
     base_url: str
     telemetry: Telemetry
     client: RunloopClient
     sync: Sync
+    jobs: JobsPart | None
+    jobs_client: RunloopClient | None
+    board: ReadBoard  # full reads in progress, for the status page
+    bells: dict[str, Bell]  # rung when a part's full read ends, so its loop publishes at once
     demo: Demo | None
 
-    def job(self, publish: Publish, *, deadline_s: float) -> SyncJob:
-        """A sync job over this app's sync, publishing to `publish`."""
-        return SyncJob(self.sync, self.client, publish, self.telemetry, deadline_s=deadline_s)
+    def runs_cycle(self, publish: Publish[Snapshot], *, deadline_s: float | None) -> Cycle[Snapshot]:
+        """A cycle of the run sync, publishing to `publish`."""
+        return runs_cycle(self.sync, self.client, self.telemetry, publish, deadline_s=deadline_s)
+
+    def jobs_cycle(
+        self, publish: Publish[JobsSnapshot], *, deadline_s: float | None
+    ) -> Cycle[JobsSnapshot] | None:
+        """A cycle of the benchmark-jobs sync (None when jobs are off)."""
+        if self.jobs is None or self.jobs_client is None:
+            return None
+        return jobs_cycle(self.jobs, self.jobs_client, self.telemetry, publish, deadline_s=deadline_s)
 
     def close(self) -> None:
         """Close the client, and stop the demo's simulator when there is one."""
@@ -83,7 +100,7 @@ class App:
 def build(
     settings: Settings, *, retry: RetryPolicy | None = None, stop: threading.Event | None = None
 ) -> App:
-    """The API (the demo's when --demo), the key, the client and the sync the settings ask for.
+    """The API (the demo's when --demo), the key, the clients and the parts the settings ask for.
 
     `retry` overrides the client's retries (--once retries briefly, check not at all); `stop` makes
     requests give up at shutdown.
@@ -99,7 +116,20 @@ def build(
         telemetry = Telemetry()
         telemetry.init_http(CLOSE_REASONS)
         client = build_client(settings, base_url, key, telemetry, stop, retry=retry)
-        return App(base_url, telemetry, client, build_sync(settings, client, telemetry), demo)
+        board = ReadBoard(telemetry.show_read_progress)
+        bells = {RUNS: Bell(), JOBS: Bell()}
+        names = BenchmarkNames(
+            client,
+            refresh_interval_s=settings.reconcile_interval_seconds,
+            workers=settings.max_concurrent_requests,
+        )
+        sync = build_sync(settings, client, telemetry, names=names, board=board, bell=bells[RUNS])
+        jobs_client = None
+        jobs = None
+        if settings.jobs:
+            jobs_client = client.sibling(client.gate.lane(share=settings.jobs_request_share))
+            jobs = _jobs_part(settings, jobs_client, telemetry, names, board=board, bell=bells[JOBS])
+        return App(base_url, telemetry, client, sync, jobs, jobs_client, board, bells, demo)
     except BaseException:
         if demo:
             demo.stop()
@@ -128,9 +158,20 @@ def build_client(
     )
 
 
-def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) -> Sync:
-    """The sync the settings ask for: filters, extra labels, and one listing or one per included id."""
-    names = BenchmarkNames(
+def build_sync(
+    settings: Settings,
+    client: RunloopClient,
+    telemetry: Telemetry,
+    *,
+    names: BenchmarkNames | None = None,
+    board: ReadBoard | None = None,
+    bell: Bell | None = None,
+) -> Sync:
+    """The run sync the settings ask for: filters, extra labels, and one listing or one per included id.
+
+    Its full reads ask through a lane of the client's gate, so the sync's own requests go first.
+    """
+    names = names or BenchmarkNames(
         client,
         refresh_interval_s=settings.reconcile_interval_seconds,
         workers=settings.max_concurrent_requests,
@@ -152,10 +193,19 @@ def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) 
         max_concurrent=settings.max_concurrent_requests,
         grouping=make_grouping(benchmarks, labels, names.name_of),
     )
+    reader = client.sibling(client.gate.lane())
 
     def listing(benchmark_id: str | None) -> IncrementalSync:
         return IncrementalSync(
-            client, config, names=names, invalid=invalid, telemetry=telemetry, benchmark_id=benchmark_id
+            client,
+            config,
+            names=names,
+            invalid=invalid,
+            telemetry=telemetry,
+            benchmark_id=benchmark_id,
+            reader=reader,
+            board=board,
+            bell=bell,
         )
 
     sync: Sync
@@ -166,21 +216,20 @@ def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) 
     if labels.names:
         telemetry.init_folded(labels.names)
         sync = FoldCounting(sync, labels.names, telemetry.count_folded)
-    if settings.jobs:
-        sync = _with_jobs(settings, client, telemetry, sync, names, benchmarks=benchmarks)
     return sync
 
 
-def _with_jobs(
+def _jobs_part(
     settings: Settings,
     client: RunloopClient,
     telemetry: Telemetry,
-    sync: Sync,
     names: BenchmarkNames,
     *,
-    benchmarks: BenchmarkFilter,
-) -> Sync:
-    """The run sync followed by the benchmark-jobs sync, whose failures never fail the runs."""
+    board: ReadBoard,
+    bell: Bell,
+) -> JobsPart:
+    """The benchmark-jobs sync as a part of its own, whose failures never touch the runs."""
+    benchmarks = settings.benchmark_filter()
     jobs = JobsSync(
         client,
         score_buckets=settings.score_buckets,
@@ -189,18 +238,55 @@ def _with_jobs(
         invalid=InvalidRecords(telemetry.count_invalid, kind="benchmark job"),
         page_size=settings.jobs_page_size,
         max_concurrent=settings.max_concurrent_requests,
-        reconcile_interval_s=settings.reconcile_interval_seconds,
+        reconcile_interval_s=settings.jobs_reconcile_interval_seconds,
         full_read_timeout_s=settings.full_read_timeout_seconds,
+        recheck_min_s=settings.jobs_interval_seconds,
+        recheck_max_s=settings.jobs_recheck_max_seconds,
         on_full_read=lambda reason: telemetry.job_full_reads.labels(reason).inc(),
+        on_read_failed=telemetry.full_read_failures.labels("jobs").inc,
+        reader=client.sibling(client.gate),
+        board=board,
+        bell=bell,
     )
     telemetry.init_jobs()
     telemetry.init_folded((AGENT_LABEL, EXCEPTION_LABEL))
-    return WithJobs(
-        sync,
-        jobs,
-        available=telemetry.set_jobs_available,
-        count_folded=telemetry.count_folded,
-        retry_s=settings.reconcile_interval_seconds,
+    return JobsPart(jobs, count_folded=telemetry.count_folded, retry_s=settings.reconcile_interval_seconds)
+
+
+def runs_cycle(
+    sync: Sync, client: RunloopClient, t: Telemetry, publish: Publish[Snapshot], *, deadline_s: float | None
+) -> Cycle[Snapshot]:
+    """A cycle of the run sync: `runloop_up`, the sync counters and a "sync finished" line."""
+
+    def finished(outcome: Outcome[Snapshot]) -> None:
+        snapshot = outcome.snapshot
+        assert snapshot is not None
+        t.runs_known.set(snapshot.runs)
+        log.info(
+            "sync finished",
+            part=RUNS,
+            runs=snapshot.runs,
+            benchmarks=len(snapshot.benchmark_ids),
+            requests=outcome.requests,
+            duration_s=round(outcome.duration_s, 3),
+        )
+
+    metrics = PartMetrics(t.up, t.last_success, t.syncs, t.sync_duration)
+    return Cycle(RUNS, sync.run, client, publish, metrics, deadline_s=deadline_s, on_success=finished)
+
+
+def jobs_cycle(
+    part: JobsPart,
+    client: RunloopClient,
+    t: Telemetry,
+    publish: Publish[JobsSnapshot],
+    *,
+    deadline_s: float | None,
+) -> Cycle[JobsSnapshot]:
+    """A cycle of the benchmark-jobs part: `runloop_exporter_jobs_available` and the jobs' sync counters."""
+    metrics = PartMetrics(t.jobs_available, t.jobs_last_success, t.jobs_syncs, t.jobs_sync_duration)
+    return Cycle(
+        JOBS, part.run, client, publish, metrics, deadline_s=deadline_s, log_failure=part.log_failure
     )
 
 
@@ -228,32 +314,3 @@ def log_level_asked(settings: Settings) -> bool:
 def quiet_log_level(settings: Settings) -> str:
     """--once and check log only warnings unless a level was asked for: their output is the point."""
     return settings.log_level if log_level_asked(settings) else "warning"
-
-
-class StatePublisher:
-    """Publishes sync outcomes to the HTTP server's State: the exposition, and the status page.
-
-    The status page's table is rendered once per new snapshot and its "last sync" part after every
-    sync, so requests only copy bytes.
-    """
-
-    def __init__(self, state: State, *, base_url: str = "") -> None:
-        self._state = state
-        self._base_url = base_url or "the API"
-        self._table: status.Table | None = None  # the table of the snapshot served now
-
-    def __call__(self, outcome: Outcome) -> None:
-        """Serve a successful outcome's exposition; render the status page for any outcome."""
-        if outcome.snapshot is not None and outcome.rendered is not None:
-            self._table = status.render_table(outcome.snapshot)
-            self._state.rendered = outcome.rendered
-        error = outcome.error
-        last = status.LastSync(
-            ended_at=outcome.ended_at,
-            duration_s=outcome.duration_s,
-            requests=outcome.requests,
-            ok=error is None,
-            # Scrubbed although explain() never puts the key in: a page is no place to find out.
-            error=None if error is None else str(REDACTOR.scrub(explain(error, self._base_url))),
-        )
-        self._state.page = status.render(demo=self._state.demo, last=last, table=self._table)

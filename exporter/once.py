@@ -13,14 +13,17 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 from exporter.app import build, log_level_asked, quiet_log_level
 from exporter.logs import configure
-from exporter.metrics.exposition import render_registry
+from exporter.metrics.agents import JobsSnapshot
+from exporter.metrics.aggregate import Snapshot
+from exporter.metrics.exposition import render_jobs, render_registry, render_runs
 from exporter.runloop.client import RetryPolicy
 from exporter.runloop.errors import CancelledError, explain
 from exporter.settings import Settings, describe
-from exporter.sync.job import Outcome
+from exporter.sync.cycle import Outcome
 
 ONCE_TIMEOUT_S = 30.0
 """How long --once tries, unless RUNLOOP_EXPORTER_SYNC_TIMEOUT_SECONDS says otherwise."""
@@ -51,10 +54,18 @@ def once(settings: Settings) -> int:
         }
     )
     app = build(settings, retry=ONCE_RETRY)
-    # Nothing is served: the outcome itself carries the rendered snapshot that is printed.
-    job = app.job(lambda outcome: None, deadline_s=timeout_s - (time.monotonic() - started))
-    outcomes: list[Outcome] = []
-    worker = threading.Thread(target=lambda: outcomes.append(job()), name="once", daemon=True)
+    # Nothing is served: the outcomes themselves carry the figures that are printed. The jobs get what
+    # time the runs left (jobs were always a part apart: their failure does not fail --once).
+    deadline = started + timeout_s
+    outcomes: list[Outcome[Any]] = []
+
+    def both() -> None:
+        outcomes.append(app.runs_cycle(_nowhere, deadline_s=deadline - time.monotonic())())
+        jobs = app.jobs_cycle(_nowhere, deadline_s=max(deadline - time.monotonic(), 0.0))
+        if outcomes[0].snapshot is not None and jobs is not None:
+            outcomes.append(jobs())
+
+    worker = threading.Thread(target=both, name="once", daemon=True)
     worker.start()
     worker.join(max(started + timeout_s + ONCE_GRACE_S - time.monotonic(), 0.0))
     if worker.is_alive():  # stuck past every timeout: say so and leave the thread behind
@@ -68,7 +79,7 @@ def once(settings: Settings) -> int:
     app.close()
     outcome = outcomes[0] if outcomes else None
     error = outcome.error if outcome else None
-    if outcome is None or outcome.rendered is None:
+    if outcome is None or not isinstance(outcome.snapshot, Snapshot):
         reason = explain(error, app.base_url) if error else "the exposition could not be rendered"
         if isinstance(error, CancelledError) and time.monotonic() >= started + timeout_s:
             reason = (
@@ -78,6 +89,12 @@ def once(settings: Settings) -> int:
         print(f"runloop-exporter: sync failed: {reason}", file=sys.stderr)
         return 1
     sys.stderr.write(held.getvalue())
-    sys.stdout.buffer.write(outcome.rendered.body(render_registry(app.telemetry.registry), gzip=False))
+    jobs = outcomes[1].snapshot if len(outcomes) > 1 else None
+    text = render_runs(outcome.snapshot) + (render_jobs(jobs) if isinstance(jobs, JobsSnapshot) else b"")
+    sys.stdout.buffer.write(text + render_registry(app.telemetry.registry))
     sys.stdout.flush()
     return 0
+
+
+def _nowhere(outcome: Outcome[Any]) -> None:
+    """--once serves nothing: the outcomes are printed at the end."""

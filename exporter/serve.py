@@ -8,20 +8,24 @@ import os
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
+import time
+from datetime import UTC
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter import __version__
-from exporter.app import StatePublisher, build, fail_settings, http_limits
+from exporter.app import build, fail_settings, http_limits
 from exporter.http.errors import WebConfigError
 from exporter.http.server import MetricsServer
 from exporter.http.state import State
 from exporter.http.webconfig import load_web_config
 from exporter.logs import configure
+from exporter.loops import Loop
 from exporter.metrics.exposition import render_registry
+from exporter.publisher import StatePublisher
 from exporter.settings import Settings, describe
+from exporter.sync.cycle import JOBS, RUNS
 
 log = structlog.get_logger("exporter")
 
@@ -72,28 +76,16 @@ def serve(settings: Settings) -> int:
         where = f"{settings.address}:{settings.port}"
         return fail_settings([f"{describe(field)}: cannot listen on {where}: {exc.strerror or exc}"])
     telemetry.http_connections.set_function(server.open_connections)
-    job = app.job(StatePublisher(state, base_url=app.base_url), deadline_s=settings.sync_deadline_seconds)
-    idle = threading.Event()
-    idle.set()
-
-    def guarded_job() -> None:
-        idle.clear()
-        try:
-            job()
-        finally:
-            idle.set()
-
+    publish = StatePublisher(state, base_url=app.base_url, board=app.board)
     scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(
-        guarded_job,
-        "interval",
-        seconds=settings.interval_seconds,
-        next_run_time=datetime.now(UTC),
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=None,
-        id="sync",
-    )
+    loops = [Loop(RUNS, app.runs_cycle(publish, deadline_s=settings.sync_deadline_seconds), scheduler)]
+    loops[0].every(settings.interval_seconds)
+    jobs_cycle = app.jobs_cycle(publish, deadline_s=settings.jobs_deadline_seconds)
+    if jobs_cycle is not None:
+        loops.append(Loop(JOBS, jobs_cycle, scheduler))
+        loops[1].every(settings.jobs_interval_seconds)
+    for loop in loops:
+        app.bells[loop.name].connect(loop.wake)
 
     server.start()
     scheduler.start()
@@ -104,6 +96,7 @@ def serve(settings: Settings) -> int:
         base_url=app.base_url,
         demo=app.demo is not None,
         sync_interval_s=settings.interval_seconds,
+        jobs_sync_interval_s=settings.jobs_interval_seconds if jobs_cycle is not None else None,
     )
     received = signal.sigwait(STOP_SIGNALS)
     stop.set()
@@ -112,7 +105,8 @@ def serve(settings: Settings) -> int:
     scheduler.shutdown(wait=False)
     server.shutdown()
     server.server_close()
-    finished = idle.wait(SHUTDOWN_GRACE_S)
+    grace_until = time.monotonic() + SHUTDOWN_GRACE_S
+    finished = all(loop.idle.wait(max(grace_until - time.monotonic(), 0.0)) for loop in loops)
     app.close()
     log.info("stopped", sync_interrupted=not finished)
     if not finished:

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     purpose_label: bool = False
     jobs: bool = True
     jobs_page_size: Annotated[int, Field(ge=1, le=5000)] = 100
+    jobs_sync_interval_seconds: Annotated[float | None, Field(ge=1, le=86400)] = None
+    jobs_reconcile_interval_seconds: Annotated[float, Field(ge=60)] = 86400.0
+    jobs_recheck_max_seconds: Annotated[float, Field(ge=1, le=86400)] = 600.0
+    jobs_request_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     agent_model_max_values: Annotated[int, Field(ge=1, le=10000)] = 50
     exception_type_max_values: Annotated[int, Field(ge=1, le=10000)] = 50
     demo: bool = False
@@ -167,6 +171,18 @@ class Settings(BaseSettings):
         if self.demo and "sync_interval_seconds" not in self.model_fields_set:
             return DEMO_SYNC_INTERVAL_S
         return self.sync_interval_seconds
+
+    @property
+    def jobs_interval_seconds(self) -> float:
+        """The time between syncs of benchmark jobs: the setting, or the run sync's interval."""
+        if self.jobs_sync_interval_seconds is not None:
+            return self.jobs_sync_interval_seconds
+        return self.interval_seconds
+
+    @property
+    def jobs_deadline_seconds(self) -> float:
+        """How long one jobs sync may take: 90% of its interval (its full reads go on beside it)."""
+        return self.jobs_interval_seconds * 0.9
 
     @property
     def sync_deadline_seconds(self) -> float:
@@ -314,6 +330,27 @@ OPTIONS: tuple[_Option, ...] = (
         "jobs_page_size",
         "benchmark jobs per API page at most, 1..5000; pages are also kept near 6 MB (default 100)",
         metavar="N",
+    ),
+    _opt(
+        "jobs_sync_interval_seconds",
+        "seconds between syncs of benchmark jobs, a loop of their own (default: the sync interval)",
+        metavar="SECONDS",
+    ),
+    _opt(
+        "jobs_reconcile_interval_seconds",
+        "seconds between full reads of benchmark jobs that heal drift (default 86400)",
+        metavar="SECONDS",
+    ),
+    _opt(
+        "jobs_recheck_max_seconds",
+        "a live job that does not change is read again less and less often, at least this often "
+        "(default 600)",
+        metavar="SECONDS",
+    ),
+    _opt(
+        "jobs_request_share",
+        "share of the request rate benchmark jobs may take, above 0 and at most 1 (default 0.5)",
+        metavar="SHARE",
     ),
     _opt(
         "agent_model_max_values",

@@ -1,6 +1,6 @@
 """What the HTTP server shows: the rendered snapshot, the self-metrics and the status page.
 
-`app.StatePublisher` swaps these references after each sync; any number of request threads read them, each reading a reference
+`exporter.publisher.StatePublisher` swaps these references after each sync; any number of request threads read them, each reading a reference
 once, so a scrape sees one snapshot whole.
 """
 
@@ -15,7 +15,7 @@ from exporter.metrics.exposition import Rendered
 class State:
     """What the server shows; swapped after each sync, read by any number of request threads.
 
-    `page` is the status page at `/`, rendered after each sync by app.StatePublisher: a request copies it.
+    `page` is the status page at `/`, rendered after each sync by publisher.StatePublisher: a request copies it.
     """
 
     def __init__(self, self_metrics: Callable[[], bytes], *, demo: bool = False) -> None:

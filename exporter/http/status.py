@@ -2,7 +2,7 @@
 
 Pure functions from a snapshot and the last sync's outcome to HTML bytes: plain server-side HTML and
 CSS, no JavaScript, nothing fetched from elsewhere, every string that comes from Runloop or from the
-user escaped. `app.StatePublisher` renders the benchmark table when a sync publishes a snapshot and the
+user escaped. `exporter.publisher.StatePublisher` renders the benchmark table when a sync publishes a snapshot and the
 whole page (which is small around the table) after every sync; the server only copies the bytes.
 """
 
@@ -11,11 +11,12 @@ from __future__ import annotations
 import html
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from exporter import __version__
+from exporter.http.parts import PartView, render_parts
 from exporter.metrics.aggregate import GroupView, Snapshot
 from exporter.runloop.models import KNOWN_STATES, RUNNING
 
@@ -199,8 +200,11 @@ def render(
     demo: bool,
     last: LastSync | None,
     table: Table | None,
+    freshness: Sequence[PartView] = (),
+    now: float | None = None,
 ) -> bytes:
-    """The whole page: the demo banner, the last sync, the table of the last good snapshot, the links."""
+    """The whole page: the demo banner, the last sync, each part's freshness, the table of the last good
+    snapshot, the links."""
     e = html.escape
     parts = [_HEAD.format(version=e(__version__))]
     if demo:
@@ -209,6 +213,7 @@ def render(
             "The figures are made up and change every few seconds.</p>"
         )
     parts.append(_last_sync(last))
+    parts.append(render_parts(freshness, time.time() if now is None else now))
     parts.append("<h2>Benchmarks</h2>")
     if table is None:
         parts.append('<p class="empty">Waiting for the first successful sync.</p>')
@@ -286,6 +291,9 @@ h1 {{ font-size: 22px; margin: 0 0 12px; }}
 h1 small {{ font-weight: 400; color: var(--muted); font-size: 14px; }}
 h2 {{ font-size: 16px; margin: 22px 0 8px; }}
 section.sync h2 {{ margin-top: 0; }}
+.parts table {{ margin-bottom: 4px; }}
+.read {{ white-space: nowrap; }}
+progress {{ width: 140px; vertical-align: middle; }}
 .banner {{ background: #fff4d6; border: 1px solid #f0d58c; padding: 10px 14px; border-radius: 6px;
   font-weight: 600; }}
 .sync {{ background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 12px 16px; }}

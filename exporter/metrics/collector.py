@@ -148,6 +148,24 @@ def _job_families(jobs: JobsSnapshot) -> Iterator[Metric]:
     yield from (states, runs, in_progress, score, scenarios, failures, last_score, last_time)
 
 
+class JobsCollector(Collector):
+    """A prometheus_client Collector over one immutable jobs snapshot (the jobs part, published apart)."""
+
+    def __init__(self, jobs: JobsSnapshot) -> None:
+        self._jobs = jobs
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every benchmark-job family of the snapshot."""
+        yield from _job_families(self._jobs)
+
+
+def jobs_registry(jobs: JobsSnapshot) -> CollectorRegistry:
+    """A registry holding only this jobs snapshot's families."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobsCollector(jobs))
+    return registry
+
+
 def snapshot_registry(snapshot: Snapshot) -> CollectorRegistry:
     """A registry holding only this snapshot's families (used to render it, and by tests)."""
     registry = CollectorRegistry(auto_describe=False)

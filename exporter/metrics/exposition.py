@@ -10,12 +10,13 @@ stream, whatever the number of benchmarks.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from exporter.metrics.agents import JobsSnapshot
 from exporter.metrics.aggregate import Snapshot
-from exporter.metrics.collector import snapshot_registry
+from exporter.metrics.collector import jobs_registry, snapshot_registry
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
@@ -31,7 +32,11 @@ class Rendered:
     @classmethod
     def of(cls, snapshot: Snapshot) -> Rendered:
         """Render and compress a snapshot once."""
-        text = generate_latest(snapshot_registry(snapshot))
+        return cls.of_text(generate_latest(snapshot_registry(snapshot)))
+
+    @classmethod
+    def of_text(cls, text: bytes) -> Rendered:
+        """Compress an already rendered exposition once (the parts' texts joined)."""
         compressor = zlib.compressobj(6, zlib.DEFLATED, _GZIP_WBITS)
         head = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
         return cls(text, head, compressor)
@@ -47,6 +52,16 @@ class Rendered:
             return self.text, tail
         compressor = self._compressor.copy()
         return self.gzip_head, compressor.compress(tail) + compressor.flush()
+
+
+def render_runs(snapshot: Snapshot) -> bytes:
+    """The text of the runs part alone (its jobs, if any, left out: they are published apart)."""
+    return generate_latest(snapshot_registry(replace(snapshot, jobs=None)))
+
+
+def render_jobs(jobs: JobsSnapshot) -> bytes:
+    """The text of the jobs part alone."""
+    return generate_latest(jobs_registry(jobs))
 
 
 def render_registry(registry: CollectorRegistry) -> bytes:

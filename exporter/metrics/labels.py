@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, overload
 
 from exporter.metrics.aggregate import GroupKey, Labels, Snapshot
 from exporter.metrics.filters import BenchmarkFilter, NameOf
@@ -33,7 +33,10 @@ from exporter.runloop.models import Run
 class _Syncs(Protocol):
     """What FoldCounting wraps: an exporter.sync.Sync (named structurally: sync is a layer above)."""
 
-    def run(self, deadline: float | None = None) -> Snapshot: ...
+    @overload
+    def run(self, deadline: None = None) -> Snapshot: ...
+    @overload
+    def run(self, deadline: float | None) -> Snapshot | None: ...
 
 
 OTHER = "__other__"
@@ -153,9 +156,16 @@ class FoldCounting:
         self._count = count
         self._previous = dict.fromkeys(self._names, 0)
 
-    def run(self, deadline: float | None = None) -> Snapshot:
+    @overload
+    def run(self, deadline: None = None) -> Snapshot: ...
+    @overload
+    def run(self, deadline: float | None) -> Snapshot | None: ...
+
+    def run(self, deadline: float | None = None) -> Snapshot | None:
         """Sync, then add the increase of folded runs per label to the counter."""
         snapshot = self._sync.run(deadline)
+        if snapshot is None:
+            return None
         now = folded_runs(snapshot, self._names)
         for name, folded in now.items():
             if folded > self._previous[name]:

@@ -6,6 +6,7 @@ own, separate from the benchmark-run figures, which come from immutable snapshot
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -110,6 +111,37 @@ class Telemetry:
             ["reason"],
             registry=r,
         )
+        self.jobs_last_success = Gauge(
+            "runloop_exporter_jobs_last_successful_sync_timestamp_seconds",
+            "When the last successful sync of benchmark jobs ended (0 before the first).",
+            registry=r,
+        )
+        self.jobs_syncs = Counter(
+            "runloop_exporter_jobs_syncs",
+            "Syncs of benchmark jobs (a loop of their own, beside the run sync), by result.",
+            ["result"],
+            registry=r,
+        )
+        self.jobs_sync_duration = Histogram(
+            "runloop_exporter_jobs_sync_duration_seconds",
+            "How long syncs of benchmark jobs take, successful or not (full reads go on beside them).",
+            buckets=SYNC_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.read_progress = Gauge(
+            "runloop_exporter_read_progress_ratio",
+            "Share (0..1) of the listing read so far by each full read in progress, by part (runs, jobs) "
+            "and reason; absent when no read is going on.",
+            ["part", "reason"],
+            registry=r,
+        )
+        self.full_read_failures = Counter(
+            "runloop_exporter_full_read_failures",
+            "Full reads beside a loop that failed after the first (the loop published what it held and "
+            "reads again), by part.",
+            ["part"],
+            registry=r,
+        )
         self.runs_known = Gauge(
             "runloop_exporter_runs", "Runs known after the last successful sync.", registry=r
         )
@@ -118,6 +150,7 @@ class Telemetry:
         ).labels(__version__).set(1)
         for result in ("success", "failure"):
             self.syncs.labels(result)
+        self.full_read_failures.labels("runs")
         for reason in ("backfill", "scheduled", "probe_mismatch", "full_mode", "rescan"):
             self.full_reads.labels(reason)
         for reason in INVALID_REASONS:
@@ -136,6 +169,9 @@ class Telemetry:
     def init_jobs(self) -> None:
         """Show the job series of the exporter at their start values (only when jobs are read)."""
         self.jobs_available.set(0)
+        for result in ("success", "failure"):
+            self.jobs_syncs.labels(result)
+        self.full_read_failures.labels("jobs")
         for reason in JOB_INVALID_REASONS:
             self.invalid_records.labels(reason)
         for reason in ("backfill", "scheduled", "probe_mismatch"):
@@ -143,9 +179,13 @@ class Telemetry:
         for endpoint in (JOBS_PATH, JOB_PATH):
             self.api_requests.labels(endpoint, "200")
 
-    def set_jobs_available(self, available: bool) -> None:
-        """Hook for the jobs part: whether the last jobs sync succeeded."""
-        self.jobs_available.set(1 if available else 0)
+    def show_read_progress(self, part: str, reason: str, ratio: float | None) -> None:
+        """Hook for the reads' progress board: a read's share read so far, None when it ended."""
+        if ratio is None:
+            with contextlib.suppress(KeyError):  # never shown: the read ended before its first page
+                self.read_progress.remove(part, reason)
+            return
+        self.read_progress.labels(part, reason).set(ratio)
 
     def init_folded(self, labels: Iterable[str]) -> None:
         """Show the folded-runs counter at 0 for every label that can fold."""

@@ -12,6 +12,7 @@ its own down, so concurrent callers never share a mutable one.
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import json
 import math
@@ -38,7 +39,7 @@ from exporter.runloop.errors import (
     ShutdownError,
     TransientError,
 )
-from exporter.runloop.politeness import GateTimeoutError, RequestGate
+from exporter.runloop.politeness import GateTimeoutError, Lane, RequestGate
 
 RUNS_PATH = "/v1/benchmark_runs"
 RUN_PATH = "/v1/benchmark_runs/{id}"
@@ -129,7 +130,7 @@ class RunloopClient:
         stop: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
         rng: random.Random | None = None,
-        gate: RequestGate | None = None,
+        gate: RequestGate | Lane | None = None,
     ) -> None:
         self._key = key
         self._timeout_s = timeout_s
@@ -138,8 +139,7 @@ class RunloopClient:
         self._on_rate_limited = on_rate_limited or (lambda: None)
         self._stop = stop or threading.Event()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._not_before = 0.0  # monotonic; set by a 429's Retry-After, honoured by every caller
-        self.gate = gate or RequestGate(64, 1000.0, stop=self._stop)
+        self.gate: RequestGate | Lane = gate or RequestGate(64, 1000.0, stop=self._stop)
         self._count_lock = threading.Lock()
         self._sizes = threading.local()  # size of the last body each thread read
         self.requests = 0  # HTTP attempts sent, for the per-sync log line and tests
@@ -151,6 +151,16 @@ class RunloopClient:
             follow_redirects=False,
             limits=httpx.Limits(max_connections=self.gate.max_concurrent + 1),
         )
+
+    def sibling(self, gate: RequestGate | Lane) -> RunloopClient:
+        """A client on the same connections, key and retries that asks through `gate` (a lane of this
+        client's gate) and counts its own requests: a read beside the sync, its cost told apart."""
+        twin = copy.copy(self)
+        twin.gate = gate
+        twin.requests = 0
+        twin._count_lock = threading.Lock()
+        twin._sizes = threading.local()
+        return twin
 
     def close(self) -> None:
         """Close pooled connections (also interrupts nothing in flight; requests have timeouts)."""
@@ -266,12 +276,11 @@ class RunloopClient:
 
     def _honour_pause(self, deadline: float | None) -> None:
         """Wait out a Retry-After that any caller received: a 429 pauses every worker, not one."""
-        wait = self._not_before - time.monotonic()
+        not_before = self.gate.not_before
+        wait = not_before - time.monotonic()
         if wait <= 0:
             return
-        held = RateLimitedError(
-            f"Runloop asked us to wait; no request for another {wait:.1f} s", self._not_before
-        )
+        held = RateLimitedError(f"Runloop asked us to wait; no request for another {wait:.1f} s", not_before)
         if wait > _MAX_RETRY_AFTER_S:
             raise held
         self._wait(wait, held, deadline)
@@ -364,7 +373,7 @@ class RunloopClient:
             self._on_rate_limited()
             delay = parse_retry_after(response.headers)
             retry_at = time.monotonic() + (delay if delay is not None else self._retry.delay(0, self._rng))
-            self._not_before = max(self._not_before, retry_at)
+            self.gate.pause_until(retry_at)
             raise RateLimitedError(f"{endpoint}: rate limited (429)", retry_at)
         if status in (401, 403):
             raise AuthError(f"the API key was refused ({status} from {endpoint})", status)

@@ -4,6 +4,13 @@ how the runs that left their state ended (README, "How a sync works").
 Facts are kept as soon as they are learned: a run whose end a lookup or a scan saw is settled in the
 ledger at once, so a sync that runs out of time loses nothing it established, and the next one goes on
 from there. Lookups that do not fit the deadline wait in the backlog; the sync still publishes.
+
+Full reads run beside the loop (exporter/sync/background.py): a sync waits for one it needs at most half
+of its time, then publishes what it holds. A read that ends in a later cycle is brought up to date by
+the same probes (catch-up) before it is swapped in, so what is published never goes back in time.
+
+Long because the probes, the planner's choice and the swap of full reads all read and write what the
+sync has learned of the listing (its order, where new runs land): apart, each would reach into the others.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, overload
 
 import structlog
 
@@ -20,6 +27,7 @@ from exporter.metrics.aggregate import GroupKey, RunningRun, Snapshot, Totals, b
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.client import RunloopClient
 from exporter.runloop.models import Invalid, Run, parse_run
+from exporter.sync.background import Background, Bell, Finished, patience
 from exporter.sync.config import MAX_LIMIT, SyncConfig
 from exporter.sync.fullread import FullRead
 from exporter.sync.ledger import Delta, Ledger
@@ -27,6 +35,7 @@ from exporter.sync.lookups import Lookups
 from exporter.sync.names import BenchmarkNames
 from exporter.sync.planner import Costs, Plan, plan
 from exporter.sync.probes import Live, Probes
+from exporter.sync.progress import ReadBoard
 from exporter.sync.records import InvalidRecords
 
 log = structlog.get_logger("exporter.sync")
@@ -38,9 +47,19 @@ DEEP_SKIPS = 10
 class Sync(Protocol):
     """One sync with the API, producing the next snapshot (raises RunloopError when it cannot)."""
 
-    def run(self, deadline: float | None = None) -> Snapshot:
-        """Talk to the API, asking nothing after `deadline` (monotonic), and return the figures now."""
+    @overload
+    def run(self, deadline: None = None) -> Snapshot: ...
+    @overload
+    def run(self, deadline: float | None) -> Snapshot | None: ...
+    def run(self, deadline: float | None = None) -> Snapshot | None:
+        """Talk to the API, asking nothing after `deadline` (monotonic), and return the figures now
+        (None while the first full read is still going on: nothing to publish yet; never without a
+        deadline, when the sync waits for it)."""
         ...
+
+
+ReadResult = tuple[Ledger, int | None, int | None]
+"""A full read's ledger, the total_count its first page gave, and where the old head stood in it."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,9 @@ class IncrementalSync:
         invalid: InvalidRecords,
         telemetry: Telemetry,
         benchmark_id: str | None = None,
+        reader: RunloopClient | None = None,
+        board: ReadBoard | None = None,
+        bell: Bell | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -73,15 +95,19 @@ class IncrementalSync:
         self._benchmark_id = benchmark_id  # list only this benchmark's runs (API-side filter)
         self._clock = clock
         self._costs = Costs()
-        self._full = FullRead(
-            client,
+        self._full = FullRead(  # full reads ask through `reader`: a lane that yields to the sync
+            reader or client,
             config,
             grouping=self._grouping,
             invalid=invalid,
             costs=self._costs,
             benchmark_id=benchmark_id,
+            board=board,
             clock=clock,
         )
+        self._reads: Background[ReadResult] = Background("runs-read", bell, clock=clock)
+        self._cycle = 0
+        self._fresh_at: float | None = None  # when the held ledger was last known up to date
         self._probes = Probes(client, self._grouping, invalid, self._costs, benchmark_id)
         self._lookups = Lookups(client, config.max_concurrent, self._costs)
         self._ledger: Ledger | None = None
@@ -104,62 +130,137 @@ class IncrementalSync:
             return None
         return self._config.grouping(run)
 
-    def run(self, deadline: float | None = None) -> Snapshot:
-        """One sync, then the snapshot of what we hold."""
+    @property
+    def reading(self) -> str | None:
+        """The reason of the full read in progress beside the sync, or None."""
+        return self._reads.reading
+
+    @overload
+    def run(self, deadline: None = None) -> Snapshot: ...
+    @overload
+    def run(self, deadline: float | None) -> Snapshot | None: ...
+
+    def run(self, deadline: float | None = None) -> Snapshot | None:
+        """One sync, then the snapshot of what we hold (None until the first full read ends)."""
         self._names.prepare(deadline)
         ledger = self.advance(deadline)
+        if ledger is None:
+            return None
         self._telemetry.backlog.set(ledger.backlog)
         return snapshot_of([ledger], self._names, deadline)
 
-    def advance(self, deadline: float | None = None) -> Ledger:
-        """Bring the ledger up to date: a full read when due, else the probes (a full read as fallback)."""
-        ledger = self._ledger
-        if ledger is None:
-            return self._full_read("backfill", deadline)
+    def advance(self, deadline: float | None = None) -> Ledger | None:
+        """Bring the ledger up to date: the probes (a full read beside them when due or needed), then
+        swap in a full read that ended. None while the first full read is still going on."""
+        self._cycle += 1
+        if self._ledger is None:
+            self._read("backfill", deadline)
+        else:
+            self._step(self._ledger, deadline)
+        finished = self._reads.take()
+        if finished is not None:
+            self._swap(finished, deadline)
+        return self._ledger
+
+    def _step(self, ledger: Ledger, deadline: float | None) -> None:
+        """The probes over what we hold; a full read started (or awaited) when they cannot do."""
         if self._config.full_every_sync:
-            return self._full_read("full_mode", deadline)
+            self._read("full_mode", deadline)
+            return
         if not ledger.counted:
             if not self._warned_uncounted:
                 self._warned_uncounted = True
                 log.warning("total_count is missing or does not match the listing; every sync is a full read")
-            return self._full_read("probe_mismatch", deadline)
+            self._read("probe_mismatch", deadline)
+            return
         due = self._clock() - self._last_full >= self._config.reconcile_interval_s
-        listed_before = ledger.listed
-        step = self._changes(ledger, deadline)
+        step = self._caught_up(ledger, deadline)
         if isinstance(step, Rescan):
             log.info(step.why, **step.about)
-            return self._full_read("rescan", deadline)
+            self._read("rescan", deadline)
+            return
+        if step is None:
+            self._read("probe_mismatch", deadline)
+            return
+        self._fresh_at = self._clock()
+        if due:  # what we hold is up to date first, so that any difference the read finds is real drift
+            self._new_at_ends = None  # and let the listing show its order again
+            self._read("scheduled", deadline, wait=deadline is None)
+
+    def _caught_up(
+        self, ledger: Ledger, deadline: float | None, *, catch_up: bool = False
+    ) -> Rescan | Delta | None:
+        """Apply the probes' delta to `ledger`; the Delta when it added up, else why not (None: a mismatch)."""
+        listed_before = ledger.listed
+        step = self._changes(ledger, deadline, catch_up=catch_up)
+        if isinstance(step, Rescan):
+            return step
         if step is None or not step.adds_up():
             if step is not None:
                 log.info("probes disagree with what we hold", totals=step.totals, accounted=step.listed)
                 if any(total > listed_before for total in step.totals):
                     self._new_at_ends = False  # new runs land where no cheap probe looks
-            return self._full_read("probe_mismatch", deadline)
+            return None
         if step.listed > listed_before:
             self._new_at_ends = True
         step.apply(ledger)
-        if due:  # bring what we hold up to date first, so that any difference is real drift
-            self._new_at_ends = None  # and let the listing show its order again
-            return self._full_read("scheduled", deadline, compare_with=ledger)
-        return ledger
+        return step
 
     # --- full read -------------------------------------------------------------------------------
 
-    def _full_read(self, reason: str, deadline: float | None, compare_with: Ledger | None = None) -> Ledger:
-        """Read the whole listing into a fresh ledger, then swap it in."""
-        started = self._clock()
+    def _read(self, reason: str, deadline: float | None, *, wait: bool = True) -> None:
+        """Start a full read beside the sync (unless one is going on), and wait for it a while."""
         before = self._ledger
-        ledger, _total, old_head_at = self._full.read(
-            reason, deadline, watch=None if before is None else before.head
-        )
-        if before is not None and old_head_at is not None and ledger.listed > before.listed:
-            self._new_at_head = old_head_at > 0  # the new runs stand above the old first one, or not
+        per_page = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        watch = None if before is None else before.head
+        listed = 0 if before is None else before.listed
+
+        def read() -> ReadResult:
+            ledger, total, old_head_at = self._full.read(reason, per_page, watch=watch)
+            if old_head_at is not None and ledger.listed > listed:
+                self._new_at_head = old_head_at > 0  # the new runs stand above the old first one, or not
+            return ledger, total, old_head_at
+
+        self._reads.start(reason, read, cycle=self._cycle)
+        if before is None:  # nothing to publish before the first read ends: wait for it the whole sync
+            self._reads.wait(deadline)
+        elif wait:
+            self._reads.wait(patience(deadline))
+
+    def _swap(self, finished: Finished[ReadResult], deadline: float | None) -> None:
+        """Swap in a full read that ended: at once when it is as new as this sync, else once the probes
+        have brought it up to date. A failed read is tried again by the next sync that needs it."""
+        if finished.error is not None:
+            if self._ledger is None or not isinstance(finished.error, Exception):
+                raise finished.error  # the backfill's failure is the sync's
+            self._telemetry.full_read_failures.labels("runs").inc()
+            log.warning(
+                "full read failed; publishing what we hold, and reading again at the next sync",
+                reason=finished.reason,
+                error=str(finished.error),
+                error_type=type(finished.error).__name__,
+            )
+            return
+        assert finished.result is not None
+        ledger = finished.result[0]
+        held = self._ledger
+        if finished.cycle != self._cycle and ledger.counted and not self._config.full_every_sync:
+            caught = self._caught_up(ledger, deadline, catch_up=True)
+            newer = held is not None and self._fresh_at is not None and self._fresh_at > finished.started
+            if (
+                not isinstance(caught, Delta) and newer
+            ):  # what we hold is newer: keep it (a reconcile reads again)
+                log.info(
+                    "a full read could not be brought up to date; keeping what we hold",
+                    reason=finished.reason,
+                )
+                return
+        if finished.reason == "scheduled" and held is not None:
+            self._report_drift(held, ledger)
         self._ledger = ledger
-        self._last_full = started
-        self._telemetry.full_reads.labels(reason).inc()
-        if compare_with is not None:
-            self._report_drift(compare_with, ledger)
-        return ledger
+        self._last_full = finished.started
+        self._fresh_at = self._clock()
+        self._telemetry.full_reads.labels(finished.reason).inc()
 
     def _report_drift(self, before: Ledger, after: Ledger) -> None:
         """Compare what the incremental syncs held with what a full read found."""
@@ -177,8 +278,14 @@ class IncrementalSync:
 
     # --- incremental -----------------------------------------------------------------------------
 
-    def _changes(self, ledger: Ledger, deadline: float | None) -> Delta | Rescan | None:
-        """Ask what changed since the ledger was last updated; None when a full read is needed."""
+    def _changes(
+        self, ledger: Ledger, deadline: float | None, *, catch_up: bool = False
+    ) -> Delta | Rescan | None:
+        """Ask what changed since the ledger was last updated; None when a full read is needed.
+
+        `catch_up`: bringing a full read up to date, where another read would only start the race
+        again: runs that ended are looked up (the rest wait in the backlog), never a rescan.
+        """
         held = frozenset(ledger.running)
         seen: set[str] = set()
         live = self._probes.live(ledger, deadline)
@@ -190,7 +297,7 @@ class IncrementalSync:
         pending = sorted(rid for rid in held if rid not in live)
         delta.pending = frozenset(pending)
         head_moved = top.head != ledger.head
-        chosen = self._plan(len(pending), ledger, top.total_count, head_moved)
+        chosen = None if catch_up else self._plan(len(pending), ledger, top.total_count, head_moved)
         deeper = chosen is not None and chosen.choice == "rescan" and self._deeper_may_pay(head_moved)
         if chosen is not None and chosen.choice == "rescan" and not deeper:
             return Rescan(
@@ -329,10 +436,19 @@ class CombinedSync:
         self._names = names
         self._telemetry = telemetry
 
-    def run(self, deadline: float | None = None) -> Snapshot:
-        """Advance every listing; fail as a whole if one fails (facts each learned are kept)."""
+    @overload
+    def run(self, deadline: None = None) -> Snapshot: ...
+    @overload
+    def run(self, deadline: float | None) -> Snapshot | None: ...
+
+    def run(self, deadline: float | None = None) -> Snapshot | None:
+        """Advance every listing; fail as a whole if one fails (facts each learned are kept). None
+        until every listing has been read once."""
         self._names.prepare(deadline)
-        ledgers = [sync.advance(deadline) for sync in self._syncs]
+        advanced = [sync.advance(deadline) for sync in self._syncs]
+        ledgers = [ledger for ledger in advanced if ledger is not None]
+        if len(ledgers) < len(advanced):
+            return None
         self._telemetry.backlog.set(sum(ledger.backlog for ledger in ledgers))
         return snapshot_of(ledgers, self._names, deadline)
 

@@ -14,6 +14,7 @@ from typing import Any
 from exporter.metrics.agents import JobsTotals
 from exporter.runloop.client import Page, record_id
 from exporter.runloop.jobs import Job
+from exporter.sync.recheck import Recheck
 
 TARGET_PAGE_BYTES = 6 * 1024 * 1024
 """Bytes a page of jobs should weigh: 6 MB parse into some 25 MB of objects, briefly, and keep a backfill of
@@ -34,6 +35,7 @@ class JobsLedger:
     counted: bool = False  # whether total_count matched what the last full read found
     depth: dict[str, int] = field(default_factory=dict)  # live job -> where it was last listed (0: top)
     top_bytes: float = 0.0  # bytes per job at the top of the listing, as last read
+    rechecks: dict[str, Recheck] = field(default_factory=dict)  # live job -> when it is read again
 
 
 class PageSizer:

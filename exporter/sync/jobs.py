@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, overload
 
 import structlog
 
@@ -48,6 +48,7 @@ from exporter.runloop.errors import (
 )
 from exporter.runloop.jobs import parse_job
 from exporter.runloop.models import Invalid
+from exporter.sync.background import Background, Bell, Finished, patience
 from exporter.sync.idset import IdSet
 from exporter.sync.jobpages import (
     FIRST_LIMIT,
@@ -60,6 +61,8 @@ from exporter.sync.jobpages import (
 )
 from exporter.sync.lookups import Lookups
 from exporter.sync.planner import Costs
+from exporter.sync.progress import ReadBoard
+from exporter.sync.recheck import Rechecks
 from exporter.sync.records import InvalidRecords
 
 log = structlog.get_logger("exporter.sync.jobs")
@@ -84,12 +87,19 @@ class JobsSync:
         invalid: InvalidRecords,
         page_size: int = 100,
         max_concurrent: int = 4,
-        reconcile_interval_s: float = 3600.0,
+        reconcile_interval_s: float = 86400.0,
         full_read_timeout_s: float = 1800.0,
+        recheck_min_s: float = 0.0,
+        recheck_max_s: float = 600.0,
         on_full_read: Callable[[str], None] | None = None,
+        on_read_failed: Callable[[], None] | None = None,
+        reader: RunloopClient | None = None,
+        board: ReadBoard | None = None,
+        bell: Bell | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._reader = reader or client  # full reads: beside the sync, their requests counted apart
         self._score_buckets = score_buckets
         self._caps = caps
         self._admits = admits
@@ -101,31 +111,101 @@ class JobsSync:
         self._reconcile_s = reconcile_interval_s
         self._full_read_timeout_s = full_read_timeout_s
         self._on_full_read = on_full_read or (lambda reason: None)
+        self._on_read_failed = on_read_failed or (lambda: None)
+        self._rechecks = Rechecks(recheck_min_s, recheck_max_s)
+        self._board = board or ReadBoard()
+        self._reads: Background[JobsLedger] = Background("jobs-read", bell, clock=clock)
         self._clock = clock
         self._ledger: JobsLedger | None = None
         self._last_full = 0.0
+        self._cycle = 0
+        self._fresh_at: float | None = None  # when the held ledger was last known up to date
 
     @property
     def ledger(self) -> JobsLedger | None:
         """What is held between syncs (for tests and benchmarks)."""
         return self._ledger
 
-    def run(self, deadline: float | None = None) -> JobsSnapshot:
-        """One sync of the jobs listing, then the snapshot of what we hold."""
+    @property
+    def reading(self) -> str | None:
+        """The reason of the full read in progress beside the sync, or None."""
+        return self._reads.reading
+
+    @overload
+    def run(self, deadline: None = None) -> JobsSnapshot: ...
+    @overload
+    def run(self, deadline: float | None) -> JobsSnapshot | None: ...
+    def run(self, deadline: float | None = None) -> JobsSnapshot | None:
+        """One sync of the jobs listing, then the snapshot of what we hold (None until the first full
+        read ends; never without a deadline, when the sync waits for it)."""
         ledger = self._advance(deadline)
+        if ledger is None:
+            return None
         return build_jobs_snapshot(ledger.totals, ledger.live.values(), self._caps)
 
-    def _advance(self, deadline: float | None) -> JobsLedger:
+    def _advance(self, deadline: float | None) -> JobsLedger | None:
+        """The probes over what we hold, a full read beside them when due or needed, then the swap of a
+        full read that ended (as for runs: exporter/sync/engine.py)."""
+        self._cycle += 1
         ledger = self._ledger
         if ledger is None:
-            return self._full_read("backfill", deadline)
-        if not ledger.counted:
-            return self._full_read("probe_mismatch", deadline)
-        if self._clock() - self._last_full >= self._reconcile_s:
-            return self._full_read("scheduled", deadline)
-        if not self._incremental(ledger, deadline):
-            return self._full_read("probe_mismatch", deadline)
-        return ledger
+            self._read("backfill", deadline)
+        elif not ledger.counted or not self._incremental(ledger, deadline):
+            self._read("probe_mismatch", deadline)
+        else:
+            self._fresh_at = self._clock()
+            if self._clock() - self._last_full >= self._reconcile_s:
+                self._read("scheduled", deadline, wait=deadline is None)
+        finished = self._reads.take()
+        if finished is not None:
+            self._swap(finished, deadline)
+        return self._ledger
+
+    def _read(self, reason: str, deadline: float | None, *, wait: bool = True) -> None:
+        """Start a full read beside the sync (unless one is going on), and wait for it a while: the
+        whole sync when nothing is held yet, else half of it."""
+        per_page = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        self._reads.start(reason, lambda: self._full_read(reason, per_page), cycle=self._cycle)
+        if self._ledger is None:
+            self._reads.wait(deadline)
+        elif wait:
+            self._reads.wait(patience(deadline))
+
+    def _swap(self, finished: Finished[JobsLedger], deadline: float | None) -> None:
+        """Swap in a full read that ended: at once when it is as new as this sync, else once the probes
+        have brought it up to date. A failed read is tried again by the next sync that needs it."""
+        if finished.error is not None:
+            if self._ledger is None or not isinstance(finished.error, Exception):
+                raise finished.error  # the backfill's failure is the sync's
+            self._on_read_failed()
+            log.warning(
+                "benchmark jobs: full read failed; publishing what we hold, and reading again",
+                reason=finished.reason,
+                error=str(finished.error),
+                error_type=type(finished.error).__name__,
+            )
+            return
+        assert finished.result is not None
+        ledger, held = finished.result, self._ledger
+        if held is not None:
+            self._keep_rechecks(held, ledger)
+        newer = held is not None and self._fresh_at is not None and self._fresh_at > finished.started
+        caught_up = finished.cycle == self._cycle or not ledger.counted or self._incremental(ledger, deadline)
+        if not caught_up and newer:  # what we hold is newer: keep it (a reconcile reads again)
+            log.info("benchmark jobs: a full read could not be brought up to date; keeping what we hold")
+            return
+        if finished.reason == "scheduled" and held is not None:
+            self._report_drift(held, ledger)
+        self._ledger = ledger
+        self._last_full = finished.started
+        self._fresh_at = self._clock()
+        self._on_full_read(finished.reason)
+
+    def _keep_rechecks(self, held: JobsLedger, ledger: JobsLedger) -> None:
+        """A job still live and unchanged keeps its place in the backoff across a full read."""
+        for job_id, job in ledger.live.items():
+            if held.live.get(job_id) == job and job_id in held.rechecks:
+                ledger.rechecks[job_id] = held.rechecks[job_id]
 
     # --- incremental -----------------------------------------------------------------------------
 
@@ -152,7 +232,7 @@ class JobsSync:
                     break
         if walk.above and head is not None and ledger.head is not None and head != ledger.head:
             return False  # the old head is gone or the listing is not newest first: a full read knows
-        missing = [jid for jid in ledger.live if jid not in walk.seen]
+        missing = self._due(ledger, walk.seen)
         if missing and more and last is not None:
             wanted = self._read_on_entries(ledger, missing, walk)
             if wanted:
@@ -272,9 +352,18 @@ class JobsSync:
         """Learn what each live job is now: from a page this sync read, or by id (concurrently)."""
         for job_id in [jid for jid in ledger.live if jid in seen]:
             self._settle(ledger, job_id, seen[job_id])
-        missing = [jid for jid in ledger.live if jid not in seen]
-        for job_id, record in self._lookups.fetch(missing, deadline):
+        for job_id, record in self._lookups.fetch(self._due(ledger, seen), deadline):
             self._settle(ledger, job_id, record)
+
+    def _due(self, ledger: JobsLedger, seen: dict[str, Any]) -> list[str]:
+        """Live jobs this sync has not read yet whose next read is due (see exporter/sync/recheck.py)."""
+        now = self._clock()
+        rechecks = ledger.rechecks
+        return [
+            jid
+            for jid in ledger.live
+            if jid not in seen and (jid not in rechecks or rechecks[jid].due <= now)
+        ]
 
     def _settle(self, ledger: JobsLedger, job_id: str, record: Any | None) -> None:
         """A live job as it is now: gone (404), ended (folded into the totals) or still live."""
@@ -289,16 +378,18 @@ class JobsSync:
             return
         if job.is_terminal:
             ledger.totals.add(job, self._caps)
+            ledger.rechecks.pop(job_id, None)
         else:
             ledger.live[job_id] = job
+            ledger.rechecks[job_id] = self._rechecks.after_read(
+                job_id, ledger.rechecks.get(job_id), changed=job != held, now=self._clock()
+            )
 
     # --- full read -------------------------------------------------------------------------------
 
-    def _full_read(self, reason: str, deadline: float | None) -> JobsLedger:
-        """Read the whole listing into a fresh ledger, then swap it in."""
-        started = self._clock()
+    def _full_read(self, reason: str, per_page: float | None) -> JobsLedger:
+        """Read the whole listing into a fresh ledger (in the background: `_swap` takes it)."""
         now = time.monotonic()
-        per_page = None if deadline is None else max(deadline - now, 1.0)
         overall = now + self._full_read_timeout_s
 
         def page_deadline() -> float:
@@ -307,38 +398,27 @@ class JobsSync:
         ledger = JobsLedger(JobsTotals(self._score_buckets))
         ids = IdSet()
         total: int | None = None
-        pages = 0
-        for page in self._paged(None, page_deadline, include_total_count=True):
-            if pages == 0:
-                total = page.total_count
-                if page.records and page.body_bytes:
-                    ledger.top_bytes = page.body_bytes / len(page.records)
-            pages += 1
-            for record in page.records:
-                rid = record_id(record)
-                if ledger.head is None and rid is not None:
-                    ledger.head = rid
-                if rid is not None:
-                    ledger.tail = rid
-                index = ledger.listed
-                self._file(ledger, record, ids)
-                if rid is not None and rid in ledger.live and rid not in ledger.depth:
-                    ledger.depth[rid] = index
+        progress = self._board.start("jobs", reason, self._clock)
+        try:
+            for page in self._paged(None, page_deadline, include_total_count=True, client=self._reader):
+                if total is None:
+                    total = page.total_count
+                    if page.records and page.body_bytes:
+                        ledger.top_bytes = page.body_bytes / len(page.records)
+                progress.page(len(page.records), page.total_count)
+                for record in page.records:
+                    rid = record_id(record)
+                    if ledger.head is None and rid is not None:
+                        ledger.head = rid
+                    if rid is not None:
+                        ledger.tail = rid
+                    index = ledger.listed
+                    self._file(ledger, record, ids)
+                    if rid is not None and rid in ledger.live and rid not in ledger.depth:
+                        ledger.depth[rid] = index
+        finally:
+            progress.done(jobs=ledger.listed, live=len(ledger.live))
         ledger.counted = total == ledger.listed
-        before = self._ledger
-        if reason == "scheduled" and before is not None:
-            self._report_drift(before, ledger)
-        self._ledger = ledger
-        self._last_full = started
-        self._on_full_read(reason)
-        log.info(
-            "benchmark jobs read",
-            reason=reason,
-            pages=pages,
-            jobs=ledger.listed,
-            live=len(ledger.live),
-            duration_s=round(self._clock() - started, 3),
-        )
         return ledger
 
     def _report_drift(self, before: JobsLedger, after: JobsLedger) -> None:
@@ -369,6 +449,7 @@ class JobsSync:
             ledger.totals.add(job, self._caps)
         else:
             ledger.live[job.id] = job
+            ledger.rechecks[job.id] = self._rechecks.first(self._clock())
 
     def _paged(
         self,
@@ -377,6 +458,7 @@ class JobsSync:
         *,
         include_total_count: bool = False,
         cap: Callable[[], int] | None = None,
+        client: RunloopClient | None = None,
     ) -> Iterator[Page]:
         """Pages of the listing after `after`, each limit sized by the weight of the jobs before it.
 
@@ -390,7 +472,7 @@ class JobsSync:
         while True:
             try:
                 limit = self._sizer.limit if cap is None else max(1, min(self._sizer.limit, cap()))
-                page = self._client.list_jobs(
+                page = (client or self._client).list_jobs(
                     limit=limit,
                     starting_after=cursor,
                     include_total_count=include_total_count and number == 0,

@@ -104,6 +104,17 @@ def seeded(world: World) -> World:
     return world
 
 
+@pytest.fixture
+def start_exporter(start_exporter: Callable[..., Exporter]) -> Callable[..., Exporter]:
+    """These tests count and time the run sync's requests, one stream of them: the benchmark jobs, a loop
+    of their own with their own faults (tests/integration/test_jobs.py), are off here."""
+
+    def start(*args: str, env: dict[str, str] | None = None, **kwargs: Any) -> Exporter:
+        return start_exporter(*args, env={"RUNLOOP_EXPORTER_JOBS": "false", **(env or {})}, **kwargs)
+
+    return start
+
+
 def start_synced(start: Callable[..., Exporter], world: World, **env: str) -> tuple[Exporter, Samples]:
     """An exporter that has synced successfully; returns it with its benchmark figures."""
     exporter = start(env=env)

@@ -175,8 +175,10 @@ def test_backfill_logs_progress_with_eta() -> None:
         sync, _ = new_sync(sim.url, page_size=1000, clock=lambda: float(next(ticks)) * 3)
         with capture_logs() as logs:
             sync.run()
-    progress = [entry for entry in logs if entry["event"] == "full read in progress"]
+    progress = [entry for entry in logs if entry["event"] == "read in progress"]
     assert len(progress) >= 5
     assert progress[0]["total_count"] == 20_000
     assert progress[-1]["eta_s"] is not None
-    assert {"pages", "runs", "runs_per_s", "reason"} <= set(progress[0])
+    assert progress[-1]["records"] > progress[0]["records"]
+    assert {"part", "pages", "records", "records_per_s", "reason"} <= set(progress[0])
+    assert (progress[0]["part"], progress[0]["reason"]) == ("runs", "backfill")

@@ -12,19 +12,22 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from exporter.app import build_sync
+from exporter.app import build_sync, jobs_cycle, runs_cycle
+from exporter.http.state import State
 from exporter.metrics.agents import AgentCaps
 from exporter.metrics.aggregate import Snapshot
 from exporter.metrics.exposition import Rendered
 from exporter.metrics.filters import BenchmarkFilter
 from exporter.metrics.telemetry import Telemetry
+from exporter.publisher import StatePublisher
 from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.runloop.politeness import RequestGate
 from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, Latency, Order, Simulator, World
+from exporter.sync import IncrementalSync
 from exporter.sync.jobs import JobsSync
+from exporter.sync.jobspart import JobsPart
 from exporter.sync.records import InvalidRecords
-from exporter.sync.withjobs import WithJobs
 from tests.support.exporter_process import run_cli
 from tests.support.jobs_oracle import expected_job_samples
 from tests.support.samples import Samples, job_part, parse
@@ -50,7 +53,7 @@ def build(
     admits: Callable[[str | None], bool] = lambda bid: True,
     page_size: int = 100,
     full_reads: list[str] | None = None,
-) -> tuple[WithJobs, JobsSync, Telemetry]:
+) -> tuple[Both, JobsSync, Telemetry]:
     """The run sync wrapped with the jobs sync, as app.build_sync does, with a clock of our own."""
     sync, telemetry = new_sync(url)
     client = RunloopClient(
@@ -71,15 +74,25 @@ def build(
         **kwargs,
     )
     telemetry.init_jobs()
-    wrapped = WithJobs(
-        sync,
-        jobs,
-        available=telemetry.set_jobs_available,
-        count_folded=telemetry.count_folded,
-        retry_s=3600.0,
-        **kwargs,
-    )
-    return wrapped, jobs, telemetry
+    part = JobsPart(jobs, count_folded=telemetry.count_folded, retry_s=3600.0, **kwargs)
+    return Both(sync, part, client, telemetry), jobs, telemetry
+
+
+class Both:
+    """Both parts' cycles, one after the other and without deadlines, published by the real
+    app.StatePublisher: `run()` returns what /metrics serves, as one snapshot."""
+
+    def __init__(self, runs: IncrementalSync, jobs: JobsPart, client: RunloopClient, t: Telemetry) -> None:
+        self.publisher = StatePublisher(State(lambda: b""))
+        self._runs = runs_cycle(runs, client, t, self.publisher, deadline_s=None)
+        self._jobs = jobs_cycle(jobs, client, t, self.publisher, deadline_s=None)
+
+    def run(self) -> Snapshot:
+        self._runs()
+        self._jobs()
+        served = self.publisher.served
+        assert served is not None
+        return served
 
 
 def shown(snapshot: Snapshot) -> Samples:

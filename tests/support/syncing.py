@@ -54,8 +54,9 @@ def new_sync(
     return sync, telemetry
 
 
-def figures(snapshot: Snapshot) -> dict[Any, Any]:
+def figures(snapshot: Snapshot | None) -> dict[Any, Any]:
     """Every figure of a snapshot, sums rounded so that addition order does not matter."""
+    assert snapshot is not None, "the sync published nothing (its first full read is still going on)"
     out: dict[Any, Any] = {"runs": snapshot.runs, "names": dict(snapshot.benchmark_names)}
     for group in snapshot.groups:
         out[group.key] = (
@@ -98,8 +99,11 @@ def truth(world: World, *, still_running: Mapping[str, str] | None = None) -> Sa
     return expected_samples(runs, world.benchmark_names())
 
 
-def assert_exact(snapshot: Snapshot, world: World, *, still_running: Mapping[str, str] | None = None) -> None:
+def assert_exact(
+    snapshot: Snapshot | None, world: World, *, still_running: Mapping[str, str] | None = None
+) -> None:
     """Every benchmark-run sample equals the simulator's truth (sums to rounding)."""
+    assert snapshot is not None, "the sync published nothing (its first full read is still going on)"
     assert_samples(exposed(snapshot), truth(world, still_running=still_running))
 
 

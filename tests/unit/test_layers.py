@@ -54,10 +54,21 @@ LAYERS = (
         ("exporter.settings",),
         "every knob, checked with the lower layers' own defaults and validators",
     ),
-    Layer("app", ("exporter.app",), "builds one of everything from the settings, for every mode"),
+    Layer(
+        "app",
+        ("exporter.app", "exporter.publisher"),
+        "builds one of everything from the settings, for every mode, and joins the parts' outcomes",
+    ),
     Layer(
         "modes",
-        ("exporter.serve", "exporter.once", "exporter.check", "exporter.cli", "exporter.__main__"),
+        (
+            "exporter.serve",
+            "exporter.loops",
+            "exporter.once",
+            "exporter.check",
+            "exporter.cli",
+            "exporter.__main__",
+        ),
         "the process: signals, stdout, exit codes; nothing imports them but each other",
     ),
 )

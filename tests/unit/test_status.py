@@ -9,16 +9,16 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from exporter.app import StatePublisher
+from exporter.app import runs_cycle
 from exporter.http import status
 from exporter.http.state import State
 from exporter.metrics.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
 from exporter.metrics.telemetry import Telemetry
+from exporter.publisher import StatePublisher
 from exporter.runloop.apikey import ApiKey
 from exporter.runloop.client import RunloopClient
 from exporter.runloop.errors import TransientError
 from exporter.runloop.models import Run
-from exporter.sync.job import SyncJob
 
 NOW = 1_700_000_000.0
 HOUR_MS = 3_600_000
@@ -157,7 +157,7 @@ class _Failing:
         raise TransientError(f"proxy said: bad token {self.key}")
 
 
-def test_sync_job_shows_a_failure_without_the_key() -> None:
+def test_a_failed_cycle_shows_its_failure_without_the_key() -> None:
     key = "sk-very-secret-key-123"
     client = RunloopClient(
         "http://runloop.invalid",
@@ -166,7 +166,7 @@ def test_sync_job_shows_a_failure_without_the_key() -> None:
     )
     state = State(lambda: b"", demo=False)
     publish = StatePublisher(state, base_url="http://runloop.invalid")
-    job = SyncJob(_Failing(key), client, publish, Telemetry(), deadline_s=5)
+    job = runs_cycle(_Failing(key), client, Telemetry(), publish, deadline_s=5)
     assert isinstance(job().error, TransientError)
     text = "".join(dom(state.page).text)
     assert "cannot reach http://runloop.invalid" in text

@@ -1,8 +1,8 @@
-"""The sync job: what it publishes and records on success, on failure and at the deadline.
+"""The run sync's cycle: what it publishes and records on success, on failure and at the deadline.
 
 No subprocess and no network: a scripted Sync sends its requests through a real RunloopClient over
 httpx.MockTransport (so the job's request count is the transport's), and the outcome is published into
-the real server State through app.StatePublisher. Expected figures come from the runs the test made,
+the real server State through app.StatePublisher; the cycle is app.runs_cycle. Expected figures come from the runs the test made,
 not from the exporter's code.
 """
 
@@ -15,14 +15,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import StatePublisher
+from exporter.app import runs_cycle
 from exporter.http.state import State
 from exporter.metrics.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
 from exporter.metrics.telemetry import Telemetry
+from exporter.publisher import StatePublisher
 from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.runloop.errors import CancelledError, ShutdownError, TransientError
 from exporter.runloop.models import Run
-from exporter.sync.job import Outcome, SyncJob
+from exporter.sync.cycle import Outcome
 
 DEADLINE_S = 12.5
 NOW_MS = 1_700_000_000_000
@@ -96,15 +97,15 @@ class Harness:
         self.sync = Scripted(self.client, steps)
         self.telemetry = Telemetry()
         self.state = State(lambda: b"", demo=False)
-        self.published: list[Outcome] = []
+        self.published: list[Outcome[Snapshot]] = []
         publisher = StatePublisher(self.state, base_url="http://runloop.invalid")
 
-        def publish(outcome: Outcome) -> None:
+        def publish(outcome: Outcome[Snapshot]) -> None:
             self.published.append(outcome)
             publisher(outcome)
 
-        self.publish: Callable[[Outcome], None] = publish
-        self.job = SyncJob(self.sync, self.client, publish, self.telemetry, deadline_s=DEADLINE_S)
+        self.publish: Callable[[Outcome[Snapshot]], None] = publish
+        self.job = runs_cycle(self.sync, self.client, self.telemetry, publish, deadline_s=DEADLINE_S)
 
 
 def test_a_success_publishes_its_figures_and_counts_its_requests() -> None:
@@ -117,7 +118,7 @@ def test_a_success_publishes_its_figures_and_counts_its_requests() -> None:
     assert outcome.snapshot is first
     assert outcome.requests == len(h.sent) == 3
     assert h.published == [outcome]
-    assert h.state.rendered is outcome.rendered
+    assert h.state.rendered is not None
     served = h.state.rendered.text if h.state.rendered else b""
     assert (runs_in(served, "completed"), runs_in(served, "failed"), runs_in(served, "running")) == (2, 1, 3)
     t = h.telemetry
@@ -134,15 +135,16 @@ def test_a_failure_carries_its_error_and_keeps_the_last_figures() -> None:
     error = TransientError("upstream said 503")
     h = Harness([(2, snapshot_of(completed=4, failed=0, running=1)), (5, error)])
     good = h.job()
+    rendered = h.state.rendered
     last_success = value(h.telemetry, "runloop_exporter_last_successful_sync_timestamp_seconds")
     failed = h.job()
     assert not failed.ok
     assert failed.error is error
-    assert (failed.snapshot, failed.rendered) == (None, None)
+    assert failed.snapshot is None
     assert failed.requests == 5
     assert len(h.sent) == 7
     assert h.published == [good, failed]
-    assert h.state.rendered is good.rendered  # the last good figures keep being served
+    assert h.state.rendered is rendered  # the last good figures keep being served
     served = h.state.rendered.text if h.state.rendered else b""
     assert (runs_in(served, "completed"), runs_in(served, "running")) == (4, 1)
     t = h.telemetry
