@@ -23,9 +23,8 @@ from exporter.simulator import DEFAULT_API_KEY
 
 def requests_sent(telemetry: Telemetry) -> int:
     """Every request sent so far: the sync's and its full reads' (which ask through a lane of their own)."""
-    return int(
-        sum(s.value for s in telemetry.api_requests.collect()[0].samples if s.name.endswith("_total"))
-    )
+    [family] = telemetry.api_requests.collect()
+    return int(sum(s.value for s in family.samples if s.name.endswith("_total")))
 
 
 def main(url: str, mode: str, page_size: int) -> None:

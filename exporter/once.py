@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Any
 
+import structlog
+
 from exporter.app import build, log_level_asked, quiet_log_level
 from exporter.logs import configure
 from exporter.metrics.agents import JobsSnapshot
@@ -23,13 +25,17 @@ from exporter.metrics.exposition import render_jobs, render_registry, render_run
 from exporter.runloop.client import RetryPolicy
 from exporter.runloop.errors import CancelledError, explain
 from exporter.settings import Settings, describe
-from exporter.sync.cycle import Outcome
+from exporter.sync.cycle import RUNS, Cycle, Outcome
+
+log = structlog.get_logger("exporter.once")
 
 ONCE_TIMEOUT_S = 30.0
 """How long --once tries, unless RUNLOOP_EXPORTER_SYNC_TIMEOUT_SECONDS says otherwise."""
 ONCE_GRACE_S = 2.0
 """How long --once waits past its timeout for the sync to stop before it gives up on it (it then exits
 at once): the README and --help promise an exit within 5 s of the timeout, process start included."""
+MIN_CYCLE_S = 0.05
+"""Below this much time left, --once stops cycling and says the first read did not finish."""
 ONCE_RETRY = RetryPolicy(max_retries=2, base_delay_s=0.5, max_delay_s=2.0)
 """--once rides out a brief 503 but fails in seconds when the network is down, not after 20 s."""
 
@@ -59,11 +65,20 @@ def once(settings: Settings) -> int:
     deadline = started + timeout_s
     outcomes: list[Outcome[Any]] = []
 
+    def until_read(cycle: Cycle[Any]) -> Outcome[Any]:
+        """Cycles until one has figures, fails, or time is up (each waits for a read half its time)."""
+        while True:
+            outcome = cycle()
+            left = deadline - time.monotonic()
+            if outcome.snapshot is not None or outcome.error is not None or left < MIN_CYCLE_S:
+                return outcome
+            cycle.deadline_s = left
+
     def both() -> None:
-        outcomes.append(app.runs_cycle(_nowhere, deadline_s=deadline - time.monotonic())())
+        outcomes.append(until_read(app.runs_cycle(_nowhere, deadline_s=deadline - time.monotonic())))
         jobs = app.jobs_cycle(_nowhere, deadline_s=max(deadline - time.monotonic(), 0.0))
         if outcomes[0].snapshot is not None and jobs is not None:
-            outcomes.append(jobs())
+            outcomes.append(until_read(jobs))
 
     worker = threading.Thread(target=both, name="once", daemon=True)
     worker.start()
@@ -81,7 +96,15 @@ def once(settings: Settings) -> int:
     error = outcome.error if outcome else None
     if outcome is None or not isinstance(outcome.snapshot, Snapshot):
         reason = explain(error, app.base_url) if error else "the exposition could not be rendered"
-        if isinstance(error, CancelledError) and time.monotonic() >= started + timeout_s:
+        if outcome is not None and error is None:  # the first full read of the runs was still going on
+            reads = [read for read in app.board.current() if read.part == RUNS]
+            read = f"{reads[0].records} runs read" if reads and reads[0].pages else "no answer"
+            log.warning("the first read of the runs did not finish in time", read=read, timeout_s=timeout_s)
+            reason = (
+                f"{read} from {app.base_url} within {timeout_s:g} s ({describe('sync_timeout_seconds')}):"
+                " the first read of the runs did not finish"
+            )
+        elif isinstance(error, CancelledError) and time.monotonic() >= started + timeout_s:
             reason = (
                 f"no answer from {app.base_url} within {timeout_s:g} s ({describe('sync_timeout_seconds')}):"
                 f" {error}"

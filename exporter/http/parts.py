@@ -32,22 +32,19 @@ def render_parts(parts: Sequence[PartView], now: float) -> str:
     """The section, or nothing when there is no part to show."""
     if not parts:
         return ""
-    rows = "".join(_row(part, now) for part in parts)
-    return (
-        '<section class="parts"><h2>Freshness</h2><table><thead><tr><th>Part</th><th>Published</th>'
-        "<th>Age</th><th>Last cycle</th><th>Read in progress</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></section>"
-    )
+    items = "".join(_item(part, now) for part in parts)
+    return f'<section class="parts"><h2>Freshness</h2><ul>{items}</ul></section>'
 
 
-def _row(part: PartView, now: float) -> str:
+def _item(part: PartView, now: float) -> str:
     e = html.escape
     title = PART_TITLES.get(part.name, part.name)
     if part.published_at is None:
-        published, age = "not yet", "&ndash;"
+        published, age = "nothing yet", "&ndash;"
     else:
         published = datetime.fromtimestamp(part.published_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         age = f"{max(now - part.published_at, 0.0):.0f} s"
+        published = f"at {published}"
     if part.ok is None:
         cycle = '<span class="muted">none yet</span>'
     elif part.ok:
@@ -55,11 +52,11 @@ def _row(part: PartView, now: float) -> str:
     else:
         cycle = '<span class="pill bad">failed</span>'
         if part.error:
-            cycle += f'<div class="error">{e(part.error)}</div>'
+            cycle += f' <span class="error">{e(part.error)}</span>'
     reads = "".join(_read(read) for read in part.reads) or '<span class="muted">none</span>'
     return (
-        f'<tr data-part="{e(part.name)}"><td>{e(title)}</td><td>{published}</td>'
-        f'<td class="num age">{age}</td><td>{cycle}</td><td>{reads}</td></tr>'
+        f'<li data-part="{e(part.name)}"><b>{e(title)}</b>: published {published}, '
+        f'<span class="age">{age}</span> old; last cycle {cycle}; read in progress: {reads}</li>'
     )
 
 
@@ -71,6 +68,6 @@ def _read(read: ReadStatus) -> str:
     eta = read.eta_s
     left = "" if eta is None else f", about {eta:.0f} s left"
     return (
-        f'<div class="read" data-reason="{e(read.reason)}">{bar}<b>{e(read.reason)}</b>: '
-        f"{read.records:,}{of} read in {read.pages:,} pages, {read.rate:,.0f}/s{left}</div>"
+        f'<span class="read" data-reason="{e(read.reason)}">{bar}<b>{e(read.reason)}</b>: '
+        f"{read.records:,}{of} read in {read.pages:,} pages, {read.rate:,.0f}/s{left}</span>"
     )

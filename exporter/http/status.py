@@ -291,7 +291,8 @@ h1 {{ font-size: 22px; margin: 0 0 12px; }}
 h1 small {{ font-weight: 400; color: var(--muted); font-size: 14px; }}
 h2 {{ font-size: 16px; margin: 22px 0 8px; }}
 section.sync h2 {{ margin-top: 0; }}
-.parts table {{ margin-bottom: 4px; }}
+.parts ul {{ margin: 0; padding-left: 18px; }}
+.parts .error {{ display: block; }}
 .read {{ white-space: nowrap; }}
 progress {{ width: 140px; vertical-align: middle; }}
 .banner {{ background: #fff4d6; border: 1px solid #f0d58c; padding: 10px 14px; border-radius: 6px;

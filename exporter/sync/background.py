@@ -43,6 +43,7 @@ class Background(Generic[T]):
         self._ended = threading.Event()
         self._reason: str | None = None
         self._finished: Finished[T] | None = None
+        self._waited = False  # a cycle waits for the read now: it takes it, no bell needed
 
     @property
     def reading(self) -> str | None:
@@ -69,16 +70,24 @@ class Background(Generic[T]):
                 self._finished = Finished(reason, result, error, started, cycle)
                 self._reason = None
                 self._ended.set()
-            self._on_done()
+                ring = not self._waited
+            if ring:
+                self._on_done()
 
         threading.Thread(target=work, name=f"{self._name}-{reason}", daemon=True).start()
         return True
 
     def wait(self, until: float | None) -> None:
         """Wait for the read in progress to end, until `until` (monotonic; None: until it ends)."""
-        if self._reason is None:
-            return
-        self._ended.wait(None if until is None else max(until - time.monotonic(), 0.0))
+        with self._lock:
+            if self._reason is None:
+                return
+            self._waited = True
+        try:
+            self._ended.wait(None if until is None else max(until - time.monotonic(), 0.0))
+        finally:
+            with self._lock:
+                self._waited = False
 
     def take(self) -> Finished[T] | None:
         """The read that ended since the last call, once."""
@@ -89,7 +98,8 @@ class Background(Generic[T]):
 
 def patience(deadline: float | None) -> float | None:
     """How long a cycle waits for a read it needs: half of what is left before its deadline, so that it
-    still publishes in time (None: no deadline, wait until the read ends)."""
+    still has time to catch the read up and publish (None: no deadline, wait until the read ends).
+    A read that ends later rings its loop's bell, and the next cycle takes it at once."""
     if deadline is None:
         return None
     now = time.monotonic()

@@ -87,7 +87,7 @@ class Cycle(Generic[S]):
         self._client = client
         self._publish = publish
         self._metrics = metrics
-        self._deadline_s = deadline_s
+        self.deadline_s = deadline_s  # how long each cycle may take (--once shortens it as time runs out)
         self._log_failure = log_failure or log_failure_of(part)
         self._on_success = on_success or (lambda outcome: None)
 
@@ -96,7 +96,7 @@ class Cycle(Generic[S]):
         started = time.monotonic()
         requests_before = self._client.requests
         try:
-            snapshot = self._sync(None if self._deadline_s is None else started + self._deadline_s)
+            snapshot = self._sync(None if self.deadline_s is None else started + self.deadline_s)
         except ShutdownError as exc:  # a normal stop: not a failure, and not an error line at every deploy
             log.info("sync interrupted: the exporter is shutting down", part=self._part)
             return self._outcome(started, requests_before, exc)

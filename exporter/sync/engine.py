@@ -142,10 +142,10 @@ class IncrementalSync:
 
     def run(self, deadline: float | None = None) -> Snapshot | None:
         """One sync, then the snapshot of what we hold (None until the first full read ends)."""
-        self._names.prepare(deadline)
         ledger = self.advance(deadline)
         if ledger is None:
             return None
+        self._names.prepare(deadline)  # only when publishing: a sync that has nothing yet asks nothing more
         self._telemetry.backlog.set(ledger.backlog)
         return snapshot_of([ledger], self._names, deadline)
 
@@ -222,9 +222,7 @@ class IncrementalSync:
             return ledger, total, old_head_at
 
         self._reads.start(reason, read, cycle=self._cycle)
-        if before is None:  # nothing to publish before the first read ends: wait for it the whole sync
-            self._reads.wait(deadline)
-        elif wait:
+        if wait:
             self._reads.wait(patience(deadline))
 
     def _swap(self, finished: Finished[ReadResult], deadline: float | None) -> None:
@@ -444,11 +442,11 @@ class CombinedSync:
     def run(self, deadline: float | None = None) -> Snapshot | None:
         """Advance every listing; fail as a whole if one fails (facts each learned are kept). None
         until every listing has been read once."""
-        self._names.prepare(deadline)
         advanced = [sync.advance(deadline) for sync in self._syncs]
         ledgers = [ledger for ledger in advanced if ledger is not None]
         if len(ledgers) < len(advanced):
             return None
+        self._names.prepare(deadline)
         self._telemetry.backlog.set(sum(ledger.backlog for ledger in ledgers))
         return snapshot_of(ledgers, self._names, deadline)
 

@@ -162,13 +162,11 @@ class JobsSync:
         return self._ledger
 
     def _read(self, reason: str, deadline: float | None, *, wait: bool = True) -> None:
-        """Start a full read beside the sync (unless one is going on), and wait for it a while: the
-        whole sync when nothing is held yet, else half of it."""
+        """Start a full read beside the sync (unless one is going on), and wait for it half of what is
+        left of the sync, so that the sync still has time to catch it up and publish."""
         per_page = None if deadline is None else max(deadline - time.monotonic(), 1.0)
         self._reads.start(reason, lambda: self._full_read(reason, per_page), cycle=self._cycle)
-        if self._ledger is None:
-            self._reads.wait(deadline)
-        elif wait:
+        if wait:
             self._reads.wait(patience(deadline))
 
     def _swap(self, finished: Finished[JobsLedger], deadline: float | None) -> None:

@@ -209,10 +209,10 @@ def test_transient_errors_are_retried_with_exponential_backoff(
     assert value(scraped, "runloop_exporter_syncs_total", result="failure") == 0
     assert value(scraped, "runloop_up") == 1
     assert value(scraped, "runloop_exporter_api_requests_total", endpoint=RUNS, code="503") == 2
-    # The benchmark listing comes first (names get their own time); then the runs, tried again twice.
-    assert simulator.requests[0].path == "/v1/benchmarks"
-    first_three = simulator.requests[1:4]
+    # The backfill's first page comes first, tried again twice; the benchmark listing once it is read.
+    first_three = simulator.requests[:3]
     assert [r.path for r in first_three] == [RUNS] * 3
+    assert "/v1/benchmarks" in [r.path for r in simulator.requests[3:]]
     assert first_three[0].query == first_three[2].query  # the same request, tried again
     # Full jitter within [ceiling/2, ceiling], ceilings 1 s then 2 s: the waits are at least 0.5 and 1 s.
     first_wait, second_wait = gaps(first_three)
