@@ -119,6 +119,8 @@ class Simulator:
         self.requests: list[RequestRecord] = []
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests answered at once: what concurrency the client used
+        self._in_flight_by: dict[str, int] = {}
+        self.max_in_flight_by: dict[str, int] = {}  # the same by listing ("/v1/benchmark_jobs", ...)
         self.errors: list[str] = []
         self.jobs_status: int | None = None  # 403 or 404: answer the job endpoints so (no beta access)
         self._host = host
@@ -192,6 +194,15 @@ class Simulator:
     def _record(self, record: RequestRecord) -> None:
         with self._lock:
             self.requests.append(record)
+
+    def _enter_listing(self, listing: str) -> None:
+        with self._lock:
+            self._in_flight_by[listing] = now = self._in_flight_by.get(listing, 0) + 1
+            self.max_in_flight_by[listing] = max(self.max_in_flight_by.get(listing, 0), now)
+
+    def _leave_listing(self, listing: str) -> None:
+        with self._lock:
+            self._in_flight_by[listing] -= 1
 
     def _errors_append(self, text: str) -> None:
         with self._lock:

@@ -98,12 +98,20 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         sim._record(RequestRecord(self.command, split.path, query, time.monotonic()))
+        listing = "/".join(split.path.split("/")[:3])  # "/v1/benchmark_jobs" for a job and the listing
+        sim._enter_listing(listing)
+        try:
+            self._respond(sim, split.path, query)
+        finally:
+            sim._leave_listing(listing)
+
+    def _respond(self, sim: Simulator, path: str, query: dict[str, str]) -> None:
         self._drain_body()
         delay = sim.faults.delay_seconds
         if delay > 0 and sim._stopping.wait(delay):
             self.close_connection = True
             return
-        fault = sim.faults.take(split.path)
+        fault = sim.faults.take(path)
         if fault is not None and fault.kind == "fail":
             self._send(fault.status, fault.body, fault.headers)
             return
@@ -112,7 +120,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             return
         try:
             status, body, headers = sim._dispatch(
-                self.command, split.path, query, self.headers.get("Authorization")
+                self.command, path, query, self.headers.get("Authorization")
             )
         except Exception:  # a simulator bug: answer like a server would, keep the traceback for tests
             sim._errors_append(traceback.format_exc())

@@ -96,6 +96,19 @@ class Background(Generic[T]):
             return finished
 
 
+PAGE_FLOOR_S = 10.0
+"""The least time one page of a read beside the loop gets, however short the sync: a page of heavy jobs
+over a slow link may take longer than a short interval, and a read whose pages always time out never
+ends. A stalled API still stops a read within a page's time, not the full-read timeout."""
+
+
+def page_time(deadline: float | None, floor_s: float = PAGE_FLOOR_S) -> float | None:
+    """How long each page of a read started by a sync with this deadline may take (None: no limit)."""
+    if deadline is None:
+        return None
+    return max(deadline - time.monotonic(), floor_s)
+
+
 def patience(deadline: float | None) -> float | None:
     """How long a cycle waits for a read it needs: half of what is left before its deadline, so that it
     still has time to catch the read up and publish (None: no deadline, wait until the read ends).

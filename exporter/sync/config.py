@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from exporter.metrics.aggregate import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS, GroupKey
 from exporter.runloop.models import Run
+from exporter.sync.background import PAGE_FLOOR_S
 
 Grouping = Callable[[Run], GroupKey | None]
 """Maps a run to its group, or None for a run that is filtered out (still counted as listed)."""
@@ -29,6 +30,7 @@ class SyncConfig:
     page_size: int = 1000  # full reads (backfill, reconcile, rescan, full mode)
     reconcile_interval_s: float = 3600.0
     full_read_timeout_s: float = 1800.0
+    page_floor_s: float = PAGE_FLOOR_S  # the least time a page of a full read gets (see background.py)
     full_every_sync: bool = False
     max_concurrent: int = 4  # lookups in flight at once (the client's gate caps the whole process too)
     grouping: Grouping = by_benchmark

@@ -27,7 +27,7 @@ from exporter.metrics.aggregate import GroupKey, RunningRun, Snapshot, Totals, b
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.client import RunloopClient
 from exporter.runloop.models import Invalid, Run, parse_run
-from exporter.sync.background import Background, Bell, Finished, patience
+from exporter.sync.background import Background, Bell, Finished, page_time, patience
 from exporter.sync.config import MAX_LIMIT, SyncConfig
 from exporter.sync.fullread import FullRead
 from exporter.sync.ledger import Delta, Ledger
@@ -211,7 +211,7 @@ class IncrementalSync:
     def _read(self, reason: str, deadline: float | None, *, wait: bool = True) -> None:
         """Start a full read beside the sync (unless one is going on), and wait for it a while."""
         before = self._ledger
-        per_page = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        per_page = page_time(deadline, self._config.page_floor_s)
         watch = None if before is None else before.head
         listed = 0 if before is None else before.listed
 

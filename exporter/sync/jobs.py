@@ -48,7 +48,7 @@ from exporter.runloop.errors import (
 )
 from exporter.runloop.jobs import parse_job
 from exporter.runloop.models import Invalid
-from exporter.sync.background import Background, Bell, Finished, patience
+from exporter.sync.background import Background, Bell, Finished, page_time, patience
 from exporter.sync.idset import IdSet
 from exporter.sync.jobpages import (
     FIRST_LIMIT,
@@ -164,7 +164,7 @@ class JobsSync:
     def _read(self, reason: str, deadline: float | None, *, wait: bool = True) -> None:
         """Start a full read beside the sync (unless one is going on), and wait for it half of what is
         left of the sync, so that the sync still has time to catch it up and publish."""
-        per_page = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        per_page = page_time(deadline)
         self._reads.start(reason, lambda: self._full_read(reason, per_page), cycle=self._cycle)
         if wait:
             self._reads.wait(patience(deadline))
@@ -354,14 +354,22 @@ class JobsSync:
             self._settle(ledger, job_id, record)
 
     def _due(self, ledger: JobsLedger, seen: dict[str, Any]) -> list[str]:
-        """Live jobs this sync has not read yet whose next read is due (see exporter/sync/recheck.py)."""
+        """Live jobs this sync has not read yet and reads now: every active one, and the quiet ones that
+        are due, the most overdue first, within the sync's budget (see exporter/sync/recheck.py)."""
         now = self._clock()
-        rechecks = ledger.rechecks
-        return [
-            jid
-            for jid in ledger.live
-            if jid not in seen and (jid not in rechecks or rechecks[jid].due <= now)
-        ]
+        active: list[str] = []
+        quiet: list[tuple[float, str]] = []
+        for jid in ledger.live:
+            if jid in seen:
+                continue
+            recheck = ledger.rechecks.get(jid)
+            if self._rechecks.active(recheck):
+                active.append(jid)
+            elif recheck is not None and recheck.due <= now:
+                quiet.append((recheck.due, jid))
+        quiet.sort()
+        budget = self._rechecks.budget(len(ledger.live) - len(active))
+        return active + [jid for _, jid in quiet[:budget]]
 
     def _settle(self, ledger: JobsLedger, job_id: str, record: Any | None) -> None:
         """A live job as it is now: gone (404), ended (folded into the totals) or still live."""

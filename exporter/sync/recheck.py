@@ -2,8 +2,9 @@
 it does not (doubling up to a cap), so that jobs left live for weeks cost almost nothing.
 
 Each job's reads are set on its own phase within the period (from a hash of its id), so that many jobs
-that went quiet together are not all due in the same sync: at the cap, N quiet jobs cost about
-N x interval / cap lookups a sync, and a quiet job that finally ends is counted within the cap.
+that went quiet together are not all due in the same sync, and a sync reads at most `budget` of the
+quiet jobs that are due (the most overdue first): N quiet jobs cost about N x interval / cap reads a
+sync, never a burst, and a quiet job that finally ends is counted within about the cap.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ class Rechecks:
     def __init__(self, min_s: float, max_s: float) -> None:
         self.min_s = min_s
         self.max_s = max(max_s, min_s)
+
+    def active(self, recheck: Recheck | None) -> bool:
+        """Whether a job is read at every sync: new to us, or seen changing at its last read."""
+        return recheck is None or recheck.period_s <= self.min_s
+
+    def budget(self, quiet: int) -> int:
+        """How many of `quiet` due jobs one sync reads: enough to read each once within the cap."""
+        if self.max_s <= 0:
+            return quiet
+        return max(1, math.ceil(quiet * self.min_s / self.max_s))
 
     def first(self, now: float) -> Recheck:
         """A job new to us, or seen changing: read it at the next sync."""

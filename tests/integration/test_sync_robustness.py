@@ -140,7 +140,7 @@ def test_a_stalled_api_stops_a_backfill_at_the_sync_deadline_not_the_full_read_t
         client = RunloopClient(sim.url, lambda: DEFAULT_API_KEY, retry=RetryPolicy(max_retries=5))
         sync = IncrementalSync(
             client,
-            SyncConfig(page_size=10, full_read_timeout_s=1800),
+            SyncConfig(page_size=10, full_read_timeout_s=1800, page_floor_s=1.0),
             names=BenchmarkNames(client),
             invalid=InvalidRecords(lambda reason: None),
             telemetry=Telemetry(),
