@@ -26,6 +26,7 @@ class PendingFault:
     headers: dict[str, str] = field(default_factory=dict)
     size: int = 0
     declare_length: bool = True
+    query: dict[str, str] = field(default_factory=dict)  # only requests with these parameters
 
 
 class Faults:
@@ -57,12 +58,18 @@ class Faults:
         body: bytes = b'{"error":"boom"}',
         headers: dict[str, str] | None = None,
         path_prefix: str = "/v1",
+        *,
+        query: dict[str, str] | None = None,
     ) -> None:
-        """Answer the next n requests under path_prefix with this status, body and headers.
+        """Answer the next n requests under path_prefix (with these query parameters, if given) with
+        this status, body and headers.
 
         E.g. 500/503, 429 with ``{"Retry-After": "2"}`` or an HTTP date, 401/403 for a revoked key.
         """
-        self._queue(PendingFault("fail", n, path_prefix, status, body, dict(headers or {})))
+        fault = PendingFault(
+            "fail", n, path_prefix, status, body, dict(headers or {}), query=dict(query or {})
+        )
+        self._queue(fault)
 
     def malformed_json_next(self, n: int, path_prefix: str = "/v1") -> None:
         """Answer the next n requests with 200 and the real body cut in half (invalid JSON)."""
@@ -99,11 +106,13 @@ class Faults:
             self.total_count = "exact"
             self.ignore_benchmark_filter = False
 
-    def take(self, path: str) -> PendingFault | None:
-        """Consume the first queued fault that applies to path (called once per request)."""
+    def take(self, path: str, query: dict[str, str] | None = None) -> PendingFault | None:
+        """Consume the first queued fault that applies to the request (called once per request)."""
+        asked = query or {}
         with self._lock:
             for fault in self._pending:
-                if path.startswith(fault.path_prefix):
+                wanted = all(asked.get(name) == value for name, value in fault.query.items())
+                if path.startswith(fault.path_prefix) and wanted:
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._pending.remove(fault)

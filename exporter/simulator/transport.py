@@ -111,7 +111,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if delay > 0 and sim._stopping.wait(delay):
             self.close_connection = True
             return
-        fault = sim.faults.take(path)
+        fault = sim.faults.take(path, query)
         if fault is not None and fault.kind == "fail":
             self._send(fault.status, fault.body, fault.headers)
             return

@@ -10,17 +10,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from exporter.metrics.agents import AgentCaps, JobsSnapshot
 from exporter.metrics.aggregate import Snapshot
+from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.runloop.politeness import RequestGate
 from exporter.simulator import DEFAULT_API_KEY, Latency, Simulator, World
 from exporter.sync.jobs import JobsSync
 from exporter.sync.records import InvalidRecords
+from tests.integration.test_churn import end, start, world_of
+from tests.integration.test_incremental import big_world
 from tests.integration.test_jobs import AGENTS, T0, Clock, assert_jobs_exact, job_requests, seed
 from tests.support.exporter_process import Exporter
 from tests.support.samples import assert_samples, benchmark_part, job_part, sample
-from tests.support.syncing import truth
+from tests.support.syncing import assert_exact, new_sync, truth
 
 SCORES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -158,3 +163,59 @@ def test_run_metrics_are_served_while_the_jobs_backfill_reads_for_many_intervals
             assert sim.max_in_flight_by.get("/v1/benchmark_jobs", 0) == 1  # never more than one at once
         finally:
             exporter.stop()
+
+
+def test_a_scheduled_reconcile_reads_beside_the_syncs_which_publish_exact_figures_throughout() -> None:
+    """A reconcile of 20,000 runs takes many 0.5 s syncs at 40 ms a page of 500; every one of them
+    publishes exact figures under churn, and the reconcile, caught up when it ends, heals drift."""
+    now = [0.0]
+    world, running = world_of(20_000, 40)
+    with Simulator(world, latency=Latency(base_s=0.04)) as sim:
+        sync, telemetry = new_sync(sim.url, page_size=500, clock=lambda: now[0], reconcile_interval_s=600)
+        sync.run()
+        finished = str(world.runs()[5000]["id"])  # drift no probe sees: an ended run changed in place
+        world.update_run(finished, score=0.01, state="completed", duration_ms=10)
+        now[0] = 601.0
+        published = 0
+        for i in range(100):
+            if i < 20:  # churn while the reconcile reads
+                end(world, running[i : i + 1], "failed")
+                start(world, 1, i)
+            snapshot = sync.run(time.monotonic() + 0.5)
+            assert snapshot is not None  # never blind: every sync publishes
+            published += 1
+            if sync.reading is None and reads(telemetry, "scheduled") == 1:
+                break
+        assert published > 3, "the reconcile must outlast a few syncs for this test to mean anything"
+        assert reads(telemetry, "scheduled") == 1
+        assert telemetry.registry.get_sample_value("runloop_exporter_reconcile_drift_total") == 1
+        assert_exact(sync.run(time.monotonic() + 0.5), world)
+
+
+def test_a_reconcile_that_fails_keeps_the_sync_publishing_and_is_tried_again() -> None:
+    now = [0.0]
+    world, _ = big_world("newest_first", 3_000, running=5)
+    with Simulator(world, latency=Latency(base_s=0.01)) as sim:
+        sync, telemetry = new_sync(sim.url, page_size=500, clock=lambda: now[0], reconcile_interval_s=600)
+        sync.run()
+        now[0] = 601.0
+        sim.faults.fail_next(1, 500, path_prefix="/v1/benchmark_runs", query={"limit": "500"})
+        with capture_logs() as logs:
+            for _ in range(20):
+                assert_exact(sync.run(time.monotonic() + 0.5), world)
+                if sync.reading is None and any(e["event"].startswith("full read failed") for e in logs):
+                    break
+        assert (
+            telemetry.registry.get_sample_value("runloop_exporter_full_read_failures_total", {"part": "runs"})
+            == 1
+        )
+        assert reads(telemetry, "scheduled") == 0
+        for _ in range(20):  # still due: the next sync reads again, and this time it ends
+            assert_exact(sync.run(time.monotonic() + 0.5), world)
+            if reads(telemetry, "scheduled") == 1:
+                break
+        assert reads(telemetry, "scheduled") == 1
+
+
+def reads(telemetry: Telemetry, reason: str) -> float | None:
+    return telemetry.registry.get_sample_value("runloop_exporter_full_reads_total", {"reason": reason})
