@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import cast
 
 import pytest
@@ -109,3 +110,77 @@ def test_stop_wakes_a_waiting_request() -> None:
 def test_limits_must_be_positive(concurrent: int, rate: float) -> None:
     with pytest.raises(ValueError, match="max_"):
         RequestGate(concurrent, rate)
+
+
+# --- lanes: the reads beside the run sync -----------------------------------------------------------
+
+
+def test_a_lane_holds_at_most_its_own_slots() -> None:
+    gate = RequestGate(4, 1000.0)
+    _, most = hammer(gate.lane(), threads=6, each=3, hold_s=0.02)  # type: ignore[arg-type]
+    assert most == 1
+
+
+def test_a_lane_never_takes_a_slot_while_a_run_request_waits() -> None:
+    """Two slots, both held by run requests, a run request and a lane request waiting: the freed slot
+    goes to the run request, whichever came first."""
+    gate = RequestGate(2, 1000.0)
+    lane = gate.lane(max_concurrent=2)
+    order: list[str] = []
+    release = threading.Event()
+    holding = threading.Barrier(3)
+
+    def hold() -> None:
+        with gate.slot(None):
+            holding.wait()
+            release.wait(5)
+
+    def ask(name: str, slot: object) -> None:
+        with slot:  # type: ignore[attr-defined]
+            order.append(name)
+
+    holders = [threading.Thread(target=hold) for _ in range(2)]
+    for thread in holders:
+        thread.start()
+    holding.wait()
+    lane_request = threading.Thread(target=ask, args=("lane", lane.slot(None)))
+    lane_request.start()
+    time.sleep(0.05)  # the lane request waits first
+    run_request = threading.Thread(target=ask, args=("run", gate.slot(None)))
+    run_request.start()
+    wait_for(lambda: gate._first_waiting == 1)
+    release.set()
+    for thread in (*holders, lane_request, run_request):
+        thread.join(5)
+    assert order == ["run", "lane"]
+
+
+def test_a_lane_takes_its_share_of_the_rate_and_the_run_sync_the_rest() -> None:
+    fake = FakeTime()
+    gate = RequestGate(8, 10.0, stop=cast(threading.Event, fake), clock=fake.clock)
+    lane = gate.lane(share=0.5)
+    starts = []
+    for _ in range(10):
+        with lane.slot(None):
+            starts.append(fake.now)
+    # 5 a second for the lane: its tenth start is a second after its fifth.
+    assert starts[9] - starts[0] >= 1.0
+    assert lane.max_per_second == 5.0
+    # The run sync is not held back by the lane's reservations: its request starts at once.
+    before = fake.now
+    with gate.slot(None):
+        assert fake.now - before <= 0.1
+
+
+def test_a_429_pause_holds_every_lane() -> None:
+    gate = RequestGate(4, 1000.0)
+    lane = gate.lane()
+    lane.pause_until(time.monotonic() + 30)
+    assert gate.not_before == lane.not_before > time.monotonic()
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
