@@ -121,6 +121,7 @@ class Simulator:
         self.max_in_flight = 0  # the most requests answered at once: what concurrency the client used
         self._in_flight_by: dict[str, int] = {}
         self.max_in_flight_by: dict[str, int] = {}  # the same by listing ("/v1/benchmark_jobs", ...)
+        self.bytes_sent_by: dict[str, int] = {}  # body bytes answered, by listing (for the benchmarks)
         self.errors: list[str] = []
         self.jobs_status: int | None = None  # 403 or 404: answer the job endpoints so (no beta access)
         self._host = host
@@ -200,9 +201,10 @@ class Simulator:
             self._in_flight_by[listing] = now = self._in_flight_by.get(listing, 0) + 1
             self.max_in_flight_by[listing] = max(self.max_in_flight_by.get(listing, 0), now)
 
-    def _leave_listing(self, listing: str) -> None:
+    def _leave_listing(self, listing: str, body_bytes: int) -> None:
         with self._lock:
             self._in_flight_by[listing] -= 1
+            self.bytes_sent_by[listing] = self.bytes_sent_by.get(listing, 0) + body_bytes
 
     def _errors_append(self, text: str) -> None:
         with self._lock:

@@ -100,24 +100,26 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         sim._record(RequestRecord(self.command, split.path, query, time.monotonic()))
         listing = "/".join(split.path.split("/")[:3])  # "/v1/benchmark_jobs" for a job and the listing
         sim._enter_listing(listing)
+        body_bytes = 0
         try:
-            self._respond(sim, split.path, query)
+            body_bytes = self._respond(sim, split.path, query)
         finally:
-            sim._leave_listing(listing)
+            sim._leave_listing(listing, body_bytes)
 
-    def _respond(self, sim: Simulator, path: str, query: dict[str, str]) -> None:
+    def _respond(self, sim: Simulator, path: str, query: dict[str, str]) -> int:
+        """Answer one request; the bytes of the body answered (0 for a fault's)."""
         self._drain_body()
         delay = sim.faults.delay_seconds
         if delay > 0 and sim._stopping.wait(delay):
             self.close_connection = True
-            return
+            return 0
         fault = sim.faults.take(path, query)
         if fault is not None and fault.kind == "fail":
             self._send(fault.status, fault.body, fault.headers)
-            return
+            return 0
         if fault is not None and fault.kind == "wrong_shape":
             self._send(200, b'{"items":[]}', {})
-            return
+            return 0
         try:
             status, body, headers = sim._dispatch(
                 self.command, path, query, self.headers.get("Authorization")
@@ -128,7 +130,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         lag = sim.latency.seconds(len(body), sim._rng)
         if lag > 0 and sim._stopping.wait(lag):
             self.close_connection = True
-            return
+            return 0
         if fault is not None and fault.kind == "malformed_json":
             self._send(200, body[: len(body) // 2], {})
         elif fault is not None and fault.kind == "close_mid_body":
@@ -137,6 +139,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._send_huge(fault.size, declare_length=fault.declare_length)
         else:
             self._send(status, body, headers)
+        return len(body)
 
     def _drain_body(self) -> None:
         """Read a request body so the keep-alive connection stays in step."""
