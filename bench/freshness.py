@@ -137,8 +137,8 @@ def _watch(
     sim: Simulator,
     child: subprocess.Popen[bytes],
     url: str,
+    *,
     started: float,
-    interval: float,
     watch: float,
     latency_ms: float,
 ) -> Row:
@@ -173,7 +173,8 @@ def _watch(
                 raise SystemExit(f"the exporter exited with {child.returncode}")
             time.sleep(0.25)
         rss = peak_rss_mb(child.pid)
-    assert runs_s is not None and jobs_s is not None
+    assert runs_s is not None
+    assert jobs_s is not None
     per_cycle = {part: (sorted(v)[len(v) // 2] if v else 0) for part, v in steady.items()}
     requests_h = (
         60 * (per_cycle["runs"] + per_cycle["jobs"]) + backfill["requests"] + backfill["job_requests"] / 24
