@@ -247,7 +247,7 @@ def _last_sync(last: LastSync | None) -> str:
 LINKS = {
     "/metrics": "the metrics, for Prometheus",
     "/healthz": "200 while the process serves",
-    "/readyz": "200 once the first sync succeeded",
+    "/readyz": "200 once the runs are read",
 }
 SCRAPE_CONFIG = """scrape_configs:
   - job_name: runloop-exporter   # the alert rules select job="runloop-exporter"
