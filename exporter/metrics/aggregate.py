@@ -220,6 +220,7 @@ class Snapshot:
     benchmark_names: Mapping[str, str]
     runs: int
     jobs: JobsSnapshot | None = None  # benchmark jobs, when they are read (a separate, optional part)
+    jobs_note: str | None = None  # for the status page: why jobs are absent or stale (None: fine, or off)
 
     @property
     def benchmark_ids(self) -> frozenset[str]:

@@ -48,11 +48,12 @@ class WithJobs:
         self._refused_until: float | None = None
         self._told_refused = False
         self._folded = {AGENT_LABEL: 0, EXCEPTION_LABEL: 0}
+        self._note: str | None = None  # why jobs are absent or stale, for the status page
 
     def run(self, deadline: float | None = None) -> Snapshot:
         """The run sync (its failure is the sync's), then the jobs sync (whose failure is not)."""
         snapshot = self._sync.run(deadline)
-        return replace(snapshot, jobs=self._run_jobs(deadline))
+        return replace(snapshot, jobs=self._run_jobs(deadline), jobs_note=self._note)
 
     def _run_jobs(self, deadline: float | None) -> JobsSnapshot | None:
         if self._refused_until is not None and self._clock() < self._refused_until:
@@ -65,6 +66,10 @@ class WithJobs:
             self._refused_until = self._clock() + self._retry_s
             self._available(False)
             self._last = None
+            self._note = (
+                f"Benchmark jobs cannot be read with this key (HTTP {exc.status}); "
+                "they are tried again at the reconcile interval."
+            )
             if not self._told_refused:
                 self._told_refused = True
                 log.warning(
@@ -79,12 +84,12 @@ class WithJobs:
             return self._failed(exc)
         except Exception as exc:  # a bug in the jobs part must not cost the run metrics
             log.exception("benchmark jobs sync crashed; keeping the last figures", error=repr(exc))
-            self._available(False)
-            return self._last
+            return self._failed_note()
         if self._refused_until is not None:
             log.info("benchmark jobs can be read again")
         self._refused_until = None
         self._told_refused = False
+        self._note = None
         self._available(True)
         now = jobs.folded()
         for label, count in now.items():
@@ -95,10 +100,18 @@ class WithJobs:
         return jobs
 
     def _failed(self, exc: RunloopError) -> JobsSnapshot | None:
-        self._available(False)
         log.warning(
             "benchmark jobs sync failed; keeping the last figures",
             error=str(exc),
             error_type=type(exc).__name__,
+        )
+        return self._failed_note()
+
+    def _failed_note(self) -> JobsSnapshot | None:
+        self._available(False)
+        self._note = (
+            "The benchmark jobs sync failed and none has succeeded yet (see the logs)."
+            if self._last is None
+            else "The last benchmark jobs sync failed: these are the figures of the last good one."
         )
         return self._last
