@@ -13,9 +13,8 @@ from __future__ import annotations
 import html
 import json
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from itertools import groupby
-from operator import attrgetter
 
 from exporter.http import svg
 from exporter.http.timefmt import NONE, when
@@ -34,12 +33,27 @@ OFF = (
 )
 
 
-def by_benchmark(jobs: JobsSnapshot | None) -> dict[str | None, list[AgentView]]:
-    """The agent rows of each benchmark, in the snapshot's order (`table` sorts the few it shows)."""
-    if jobs is None:
-        return {}
-    # A snapshot's groups are sorted by benchmark, so each benchmark's rows are consecutive.
-    return {bid: list(views) for bid, views in groupby(jobs.groups, key=attrgetter("key.benchmark_id"))}
+class AgentIndex:
+    """The agent rows of a jobs snapshot by benchmark, without grouping them all on every render: a
+    snapshot's rows are sorted by benchmark (then agent, model), so a benchmark's rows are found by
+    bisection, and the few shown are all that is ever sliced out of 50,000."""
+
+    def __init__(self, jobs: JobsSnapshot | None) -> None:
+        self._rows: Sequence[AgentView] = () if jobs is None else jobs.groups
+        self.benchmarks: frozenset[str | None] = frozenset() if jobs is None else jobs.benchmarks
+        self.regressed: Sequence[AgentView] = () if jobs is None else jobs.regressed
+
+    def of(self, benchmark_id: str | None) -> Sequence[AgentView]:
+        """The rows of one benchmark, in the snapshot's order."""
+        if benchmark_id not in self.benchmarks:
+            return ()
+        key = benchmark_id or ""
+        low = bisect_left(self._rows, key, key=_sort_key)
+        return self._rows[low : bisect_right(self._rows, key, lo=low, key=_sort_key)]
+
+
+def _sort_key(view: AgentView) -> str:
+    return view.key.benchmark_id or ""  # as exporter.metrics.agents sorts them
 
 
 def _ratio(view: AgentView) -> float:
@@ -70,20 +84,20 @@ def jobs_header(snapshot_jobs: JobsSnapshot | None, note: str | None) -> str:
 
 
 def flagged(
-    agents: Mapping[str | None, Sequence[AgentView]],
+    agents: AgentIndex,
     labels: Mapping[str | None, str],
     anchors: Mapping[str | None, str],
 ) -> str:
     """The agents and models below their mean across benchmarks, worst first, linked to their benchmark."""
-    rows = [view for views in agents.values() for view in views if view.regressed]
+    rows = sorted(
+        agents.regressed,
+        key=lambda v: (_ratio(v), v.key.benchmark_id or "", v.key.agent_name or "", v.key.model_name or ""),
+    )
     if not rows:
         return (
             '<p class="meta">No agent and model is below its 7-day mean by the alert\'s margin '
             f"({1 - REGRESSION_MARGIN:.0%}).</p>"
         )
-    rows.sort(
-        key=lambda v: (_ratio(v), v.key.benchmark_id or "", v.key.agent_name or "", v.key.model_name or "")
-    )
     items = []
     for view in rows[:MAX_FLAGGED]:
         bid = view.key.benchmark_id

@@ -66,14 +66,15 @@ class Sections:
     def __init__(self, snapshot: Snapshot, ordered: Sequence[Row], now: float) -> None:
         self._snapshot = snapshot
         self._now = now
-        self._agents = status_agents.by_benchmark(snapshot.jobs)
+        self._agents = status_agents.AgentIndex(snapshot.jobs)
         entries = [_Entry(row.benchmark_id, row.label(), row) for row in ordered]
         with_rows = {row.benchmark_id for row in ordered}
         entries += [
             _Entry(bid, bid or "(jobs without a benchmark)", None)
-            for bid in sorted(self._agents.keys() - with_rows, key=lambda b: b or "")
+            for bid in sorted(self._agents.benchmarks - with_rows, key=lambda b: b or "")
         ]
-        candidates = [e for e in entries if self._agents.get(e.benchmark_id) or (e.row and e.row.last_failed)]
+        agents = self._agents.benchmarks
+        candidates = [e for e in entries if e.benchmark_id in agents or (e.row and e.row.last_failed)]
         self._shown = candidates[:MAX_SECTIONS]
         self._left_out = len(candidates) - len(self._shown)
         self.links = {entry.benchmark_id: fragment(entry.benchmark_id) for entry in self._shown}
@@ -110,7 +111,7 @@ class Sections:
         title = f'<span class="name">{e(entry.label)}</span>'
         if entry.row is not None and entry.row.name and entry.benchmark_id:
             title += f' <span class="id">{e(entry.benchmark_id)}</span>'
-        agents = self._agents.get(entry.benchmark_id, [])
+        agents = self._agents.of(entry.benchmark_id)
         jobs_on = self._snapshot.jobs is not None
         agents_html = status_agents.table(agents, entry.benchmark_id, self._now) if jobs_on else ""
         failed = _failed_runs(entry.row.last_failed if entry.row else (), self._now)

@@ -176,11 +176,22 @@ class AgentView:
 
 @dataclass(frozen=True, slots=True)
 class JobsSnapshot:
-    """What /metrics shows of benchmark jobs between two syncs; never modified."""
+    """What /metrics shows of benchmark jobs between two syncs; never modified.
+
+    `groups` are sorted by benchmark, agent and model. `benchmarks` (those with a group) and `regressed`
+    (the groups below their mean) are derived once when it is built, so that the status page, rendered
+    from it, never walks tens of thousands of groups to find them.
+    """
 
     states: Mapping[str, int]
     groups: tuple[AgentView, ...]
     jobs: int
+    benchmarks: frozenset[str | None] = field(init=False, compare=False)
+    regressed: tuple[AgentView, ...] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "benchmarks", frozenset(g.key.benchmark_id for g in self.groups))
+        object.__setattr__(self, "regressed", tuple(g for g in self.groups if g.regressed))
 
     def folded(self) -> dict[str, int]:
         """Benchmark runs under an `__other__` agent, and scenario failures under an `__other__` type."""
