@@ -171,6 +171,7 @@ section.bench table { border: 0; }
 section.bench :target, section.bench:target { outline: 2px solid #0b57d0; }
 table.failed { width: auto; }
 table.agents td { white-space: nowrap; }
+table.agents th { white-space: normal; vertical-align: bottom; }
 table.agents th:nth-child(2), table.agents th:last-child { text-align: left; }
 table.agents .name { overflow-wrap: normal; }
 table.agents td:last-child { white-space: normal; overflow-wrap: anywhere; }
