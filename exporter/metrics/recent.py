@@ -15,7 +15,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 HISTORY = 100
-"""Scored outcomes kept per agent and model: some 1.6 kB each at most (two arrays of 8-byte numbers)."""
+"""Scored outcomes kept per agent and model: some 1.8 kB at most (two arrays of 8-byte numbers)."""
 SPARK_POINTS = 20
 """Scores the sparkline draws, newest last."""
 REGRESSION_WINDOW_S = 7 * 86400
