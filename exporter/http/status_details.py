@@ -79,6 +79,9 @@ class Sections:
         self._left_out = len(candidates) - len(self._shown)
         self.links = {entry.benchmark_id: fragment(entry.benchmark_id) for entry in self._shown}
         self._labels = {entry.benchmark_id: entry.label for entry in entries}
+        # Where a benchmark is on the page: its section, else its row in the table, else nowhere.
+        in_table = (row.benchmark_id for row in ordered[:MAX_TABLE_ROWS])
+        self._anchors = {**{bid: fragment(bid) for bid in in_table}, **self.links}
 
     def html(self) -> str:
         """The jobs by state, the agents and models below their mean, then one section per benchmark."""
@@ -86,7 +89,7 @@ class Sections:
         parts = ['<h2 id="agents">Agents and models, failed runs</h2>']
         parts.append(status_agents.jobs_header(snapshot.jobs, snapshot.jobs_note))
         if snapshot.jobs is not None:
-            parts.append(status_agents.flagged(self._agents, self._labels, self.links))
+            parts.append(status_agents.flagged(self._agents, self._labels, self._anchors))
         if not self._shown:
             parts.append('<p class="empty">No benchmark has failed runs or agents and models yet.</p>')
             return "\n".join(parts)

@@ -288,3 +288,17 @@ def test_a_small_account_is_shown_whole() -> None:
     assert len(page.find("table").cells()) == 3
     assert len(page.find_all("section", cls="bench")) == 3
     assert "left out" not in page.text()
+
+
+def test_an_agent_below_its_mean_links_to_its_benchmarks_row_when_it_has_no_section() -> None:
+    # 40 benchmarks, each with a failed run and one agent below its mean: 25 get a section (by the
+    # table's order, i.e. by name: "benchmark 0", "benchmark 1", "benchmark 10", ...), while the list
+    # below the mean names the first 20 by id, bmd_00004 to bmd_00009 among them, which have none.
+    page = page_of(bounded_snapshot(40, 1))
+    targets = [
+        unquote(li.find("a").attrs["href"][1:]) for li in page.find("ul", cls="flagged").find_all("li")
+    ]
+    assert len(targets) == status_agents.MAX_FLAGGED
+    found = [page.find(id=target) for target in targets]
+    assert {element.tag for element in found} == {"section", "tr"}
+    assert page.find(id="benchmark-bmd_00009").tag == "tr"
