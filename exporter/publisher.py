@@ -41,26 +41,35 @@ class StatePublisher:
         self._texts: dict[str, bytes] = {RUNS: b"", JOBS: b""}
         self._published: dict[str, float] = {}
         self._last: dict[str, Outcome[Any]] = {}
+        self._jobs_note: str | None = None  # why the jobs are absent or stale
         self._table: status.Table | None = None  # the table of the snapshot served now
 
     @property
     def served(self) -> Snapshot | None:
         """The figures served now: the runs with the jobs beside them (None before the runs are read)."""
         with self._lock:
-            return None if self._runs is None else replace(self._runs, jobs=self._jobs)
+            return None if self._runs is None else self._served()
 
     def __call__(self, outcome: Outcome[Any]) -> None:
         """Take a part's outcome: serve new figures, drop refused jobs, render the status page."""
         with self._lock:
-            changed = self._take(outcome)
-            if changed and self._runs is not None:
-                self._state.rendered = Rendered.of_text(self._texts[RUNS] + self._texts[JOBS])
-                self._table = status.render_table(replace(self._runs, jobs=self._jobs))
+            served = self._take(outcome)
+            note = self._jobs_note
+            if outcome.part == JOBS:
+                self._jobs_note = self._note_of(outcome)
+            if self._runs is not None and (served or note != self._jobs_note):
+                if served:
+                    self._state.rendered = Rendered.of_text(self._texts[RUNS] + self._texts[JOBS])
+                self._table = status.render_table(self._served())
             if outcome.error is not None or outcome.snapshot is not None:
                 self._last[outcome.part] = outcome
             self._state.page = status.render(
                 demo=self._state.demo, last=self._last_sync(), table=self._table, freshness=self._freshness()
             )
+
+    def _served(self) -> Snapshot:
+        assert self._runs is not None
+        return replace(self._runs, jobs=self._jobs, jobs_note=self._jobs_note)
 
     def _take(self, outcome: Outcome[Any]) -> bool:
         """Hold the figures an outcome brings; True when what is served changes."""
@@ -71,11 +80,7 @@ class StatePublisher:
         elif outcome.part == JOBS and isinstance(snapshot, JobsSnapshot):
             self._jobs = snapshot
             self._texts[JOBS] = render_jobs(snapshot)
-        elif (
-            outcome.part == JOBS
-            and isinstance(outcome.error, AuthError | ApiError)
-            and cannot_read_jobs(outcome.error)
-        ):
+        elif outcome.part == JOBS and _refused(outcome.error):
             changed = self._jobs is not None
             self._jobs, self._texts[JOBS] = None, b""
             return changed
@@ -83,6 +88,20 @@ class StatePublisher:
             return False
         self._published[outcome.part] = outcome.ended_at
         return True
+
+    def _note_of(self, outcome: Outcome[Any]) -> str | None:
+        """Why the jobs are absent or stale, in one line for the status page (None: they are fine)."""
+        error = outcome.error
+        if error is None:
+            return None if outcome.snapshot is not None else self._jobs_note
+        if isinstance(error, AuthError | ApiError) and _refused(error):
+            return (
+                f"Benchmark jobs cannot be read with this key (HTTP {error.status}); "
+                "they are tried again at the reconcile interval."
+            )
+        if self._jobs is None:
+            return "The benchmark jobs sync failed and none has succeeded yet (see the logs)."
+        return "The last benchmark jobs sync failed: these are the figures of the last good one."
 
     def _error(self, outcome: Outcome[Any]) -> str | None:
         error = outcome.error
@@ -114,3 +133,8 @@ class StatePublisher:
             )
             for part in parts
         ]
+
+
+def _refused(error: BaseException | None) -> bool:
+    """Whether a jobs sync failed because the key cannot read jobs (403/404)."""
+    return isinstance(error, AuthError | ApiError) and cannot_read_jobs(error)

@@ -1,9 +1,10 @@
 """The status page at `/`: what a person wants to see first, rendered once per sync, never per request.
 
 Pure functions from a snapshot and the last sync's outcome to HTML bytes: plain server-side HTML and
-CSS, no JavaScript, nothing fetched from elsewhere, every string that comes from Runloop or from the
-user escaped. `exporter.publisher.StatePublisher` renders the benchmark table when a sync publishes a snapshot and the
-whole page (which is small around the table) after every sync; the server only copies the bytes.
+CSS (pictures as inline SVG), no JavaScript, nothing fetched from elsewhere, every string that comes from
+Runloop or from the user escaped. `exporter.publisher.StatePublisher` renders the benchmark table, with the sections by
+benchmark below it (exporter.http.status_details), when a sync publishes a snapshot, and the whole page
+(which is small around them) after every sync; the server only copies the bytes.
 """
 
 from __future__ import annotations
@@ -13,18 +14,21 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from exporter import __version__
+from exporter.http import status_details, svg
 from exporter.http.parts import PartView, render_parts
-from exporter.metrics.aggregate import GroupView, Snapshot
+from exporter.http.timefmt import NONE as _NONE
+from exporter.http.timefmt import age as _age
+from exporter.http.timefmt import utc as _utc
+from exporter.http.timefmt import when as _when
+from exporter.metrics.aggregate import FailedRun, GroupView, Snapshot, newest_failed
 from exporter.runloop.models import KNOWN_STATES, RUNNING
 
 STUCK_AFTER_S = 6 * 3600
 """A run running longer than this is flagged, as the RunloopBenchmarkRunStuck alert does."""
 HIGH_FAILURE_SHARE = 0.5
 """A failure share above this is shown as critical, as the RunloopBenchmarkFailureRatioHigh alert does."""
-_NONE = "&ndash;"  # an empty cell
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'none'"
 """Sent with the page: no script runs and nothing is fetched, even if escaping were ever wrong."""
 
@@ -54,6 +58,9 @@ class Row:
     last_score: float | None
     last_completed_s: float | None
     oldest_running_s: float | None
+    score_bounds: tuple[float, ...] = ()
+    score_counts: tuple[int, ...] = ()  # completed runs per score bucket, the last one past the bounds
+    last_failed: tuple[FailedRun, ...] = ()  # newest first
 
     @property
     def failure_share(self) -> float | None:
@@ -101,6 +108,9 @@ def _row(benchmark_id: str | None, name: str | None, groups: list[GroupView]) ->
         default=None,
     )
     starts = [g.oldest_running_start_s for g in groups if g.oldest_running_start_s is not None]
+    cumulative = groups[0].scores.cumulative
+    if len(groups) > 1:  # label groups of one benchmark: add their histograms up
+        cumulative = tuple(sum(column) for column in zip(*(g.scores.cumulative for g in groups), strict=True))
     return Row(
         benchmark_id=benchmark_id,
         name=name,
@@ -112,6 +122,9 @@ def _row(benchmark_id: str | None, name: str | None, groups: list[GroupView]) ->
         last_score=latest.last_completed_score if latest else None,
         last_completed_s=latest.last_completed_end_s if latest else None,
         oldest_running_s=min(starts, default=None),
+        score_bounds=groups[0].scores.bounds,
+        score_counts=tuple(n - p for n, p in zip(cumulative, [0, *cumulative], strict=False)),
+        last_failed=newest_failed(run for g in groups for run in g.last_failed),
     )
 
 
@@ -133,24 +146,35 @@ def trouble_first(table_rows: Iterable[Row], now: float) -> list[Row]:
 
 
 def render_table(snapshot: Snapshot, now: float | None = None) -> Table:
-    """The benchmark table of a snapshot; `now` is when the snapshot was taken (ages are as of then)."""
+    """The benchmark table of a snapshot and the sections by benchmark below it (agents and models,
+    failed runs); `now` is when the snapshot was taken (ages are as of then)."""
     now = time.time() if now is None else now
     ordered = trouble_first(rows(snapshot), now)
+    sections = status_details.Sections(snapshot, ordered, now)
     if not ordered:
         body = '<p class="empty">No benchmark runs yet.</p>'
     else:
-        lines = [_row_html(row, now) for row in ordered]
+        shown = ordered[: status_details.MAX_TABLE_ROWS]
+        lines = [_row_html(row, now, sections.links.get(row.benchmark_id)) for row in shown]
         body = (
             "<table>\n<thead><tr><th>Benchmark</th><th>Running</th><th>Completed</th><th>Failed</th>"
-            "<th>Canceled</th><th>Failure share</th><th>Last score</th><th>Last completed</th>"
-            "<th>Oldest running</th></tr></thead>\n<tbody>\n" + "\n".join(lines) + "\n</tbody>\n</table>"
+            "<th>Canceled</th><th>Failure share</th><th>Scores</th><th>Last score</th><th>Last completed</th>"
+            "<th>Oldest running</th></tr></thead>\n<tbody>\n"
+            + "\n".join(lines)
+            + "\n</tbody>\n</table>"
+            + status_details.left_out_table(len(ordered) - len(shown))
         )
+    body += sections.html()
     return Table(html=body, as_of=now, benchmarks=len(snapshot.benchmark_ids), runs=snapshot.runs)
 
 
-def _row_html(row: Row, now: float) -> str:
+def _row_html(row: Row, now: float, link: str | None) -> str:
+    """One benchmark's row; its name links to its section below when it has one (`link`), else the row
+    is the benchmark's anchor itself, so that `#benchmark-<id>` always lands on the benchmark."""
     e = html.escape
     who = f'<span class="name">{e(row.label())}</span>'
+    if link is not None:
+        who = f'<a class="name" href="#{link}">{e(row.label())}</a>'
     if row.name and row.benchmark_id:
         who += f'<span class="id">{e(row.benchmark_id)}</span>'
     share = row.failure_share
@@ -158,7 +182,10 @@ def _row_html(row: Row, now: float) -> str:
         share_cell = f'<td class="num muted">{_NONE}</td>'
     else:
         level = "bad" if share > HIGH_FAILURE_SHARE else "warn" if share > 0 else "good"
-        share_cell = f'<td class="num"><span class="pill {level}">{share:.0%}</span></td>'
+        share_cell = (
+            f'<td class="num"><span class="pill {level}">{share:.0%}</span>{svg.share_bar(share, level)}</td>'
+        )
+    hist = svg.histogram(row.score_bounds, row.score_counts) or _NONE
     score = _NONE if row.last_score is None else f"{row.last_score:.3f}"
     oldest = _NONE
     if row.oldest_running_s is not None:
@@ -167,32 +194,12 @@ def _row_html(row: Row, now: float) -> str:
             oldest = f'<span class="pill bad">{oldest} (stuck?)</span>'
     other = f' <span class="muted" title="runs in other states">+{row.other}</span>' if row.other else ""
     failed = f'<td class="num{" bad-text" if row.failed else ""}">{row.failed}</td>'
+    target = "" if link is not None else f' id="{e(status_details.anchor(row.benchmark_id))}"'
     return (
-        f"<tr><td>{who}</td><td class=num>{row.running}{other}</td><td class=num>{row.completed}</td>"
-        f"{failed}<td class=num>{row.canceled}</td>{share_cell}<td class=num>{score}</td>"
+        f"<tr{target}><td>{who}</td><td class=num>{row.running}{other}</td><td class=num>{row.completed}</td>"
+        f"{failed}<td class=num>{row.canceled}</td>{share_cell}<td class=num>{hist}</td><td class=num>{score}</td>"
         f"<td class=num>{_when(row.last_completed_s, now)}</td><td class=num>{oldest}</td></tr>"
     )
-
-
-def _age(seconds: float) -> str:
-    seconds = max(seconds, 0.0)
-    if seconds < 60:
-        return "under 1 min"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
-    return f"{seconds // 86400:.0f} d {seconds % 86400 // 3600:.0f} h"
-
-
-def _when(at: float | None, now: float) -> str:
-    if at is None:
-        return _NONE
-    return f'<span title="{_utc(at)}">{_age(now - at)} ago</span>'
-
-
-def _utc(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def render(
@@ -206,7 +213,7 @@ def render(
     """The whole page: the demo banner, the last sync, each part's freshness, the table of the last good
     snapshot, the links."""
     e = html.escape
-    parts = [_HEAD.format(version=e(__version__))]
+    parts = [_HEAD.format(version=e(__version__), style=status_details.STYLE)]
     if demo:
         parts.append(
             '<p class="banner">Demo mode: a simulated account, no Runloop key used. '
@@ -322,6 +329,7 @@ td.num, th:not(:first-child) {{ text-align: right; white-space: nowrap; font-var
 pre {{ background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; margin: 0;
   font-size: 12px; overflow-x: auto; }}
 a {{ color: #0b57d0; }}
+{style}
 </style></head>
 <body><main>
 <header><h1>runloop-exporter <small>{version}</small></h1>

@@ -3,22 +3,27 @@ series).
 
 Like runs, jobs that ended never change: their outcomes are folded into add-only `JobsTotals` keyed by
 (benchmark, agent, model) and forgotten. Live jobs are kept whole (they are few and already reduced by
-`exporter.runloop.jobs`), and `build_jobs_snapshot` adds them to a copy of the totals, so a live job is counted
-once whatever it becomes. Labels are decided once per value by `AgentCaps` (first come, `__other__`
+`exporter.runloop.jobs`), and `build_jobs_snapshot` adds them to an overlay of the totals (which copies only
+the groups they touch), so a live job is counted once whatever it becomes. Labels are decided once per value by `AgentCaps` (first come, `__other__`
 beyond the cap), so totals never have to be regrouped.
 
 The latest score of an agent and model is the one of the outcome whose job was created last; outcomes of
 jobs created in the same millisecond are ordered by job id, then benchmark-run id (the largest wins), so
 the result does not depend on the order the listing gives.
+
+Each agent and model also keeps its newest scores (`RecentScores`), for the status page's sparkline and
+the 7-day mean `RunloopAgentScoreRegression` compares with; they never become a series.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.metrics.aggregate import SCORE_SCALE, Histogram, HistogramView
 from exporter.metrics.labels import OTHER, Cap
+from exporter.metrics.recent import EMPTY, REGRESSION_WINDOW_S, RecentScores, Window
 from exporter.runloop.jobs import JOB_STATES, SCENARIO_STATES, Job
 
 AGENT_LABEL = "agent_name"
@@ -77,9 +82,10 @@ class AgentTotals:
     failures: dict[str, int] = field(default_factory=dict)
     last: tuple[int, str, str] | None = None  # (create_time_ms, job id, run id) of the latest score
     last_score: float | None = None
+    recent: RecentScores = field(default_factory=RecentScores)  # the newest scores, for the status page
 
     def copy(self) -> AgentTotals:
-        """An independent copy (snapshots add live jobs to copies, never to the totals)."""
+        """An independent copy (snapshots add live jobs to copies, never to the totals: see overlay)."""
         scores = Histogram(self.scores.bounds, self.scores.scale, list(self.scores.counts))
         scores.total_units = self.scores.total_units
         return AgentTotals(
@@ -90,6 +96,7 @@ class AgentTotals:
             dict(self.failures),
             self.last,
             self.last_score,
+            self.recent.copy(),
         )
 
 
@@ -101,13 +108,16 @@ class JobsTotals:
         self.states: dict[str, int] = {}
         self.groups: dict[AgentKey, AgentTotals] = {}
         self.jobs = 0
+        self._base: Mapping[AgentKey, AgentTotals] = {}  # an overlay's: groups shared until changed
 
     def group(self, key: AgentKey) -> AgentTotals:
-        """The totals of one key, created empty on first use."""
+        """The totals of one key to change, created empty on first use (an overlay copies it first)."""
         totals = self.groups.get(key)
         if totals is None:
             totals = AgentTotals(Histogram(self.score_buckets, SCORE_SCALE))
             self.groups[key] = totals
+        elif self._base.get(key) is totals:
+            totals = self.groups[key] = totals.copy()
         return totals
 
     def add(self, job: Job, caps: AgentCaps) -> None:
@@ -126,6 +136,7 @@ class JobsTotals:
             if outcome.average_score is None:
                 continue
             totals.scores.observe(outcome.average_score)
+            totals.recent.add(job.create_time_ms, outcome.average_score)
             order = (job.create_time_ms, job.id, outcome.run_id)
             if totals.last is None or order > totals.last:
                 totals.last, totals.last_score = order, outcome.average_score
@@ -134,11 +145,14 @@ class JobsTotals:
         for agent, model in job.in_progress:
             self.group(caps.key(job.benchmark_id, agent, model)).in_progress += 1
 
-    def copy(self) -> JobsTotals:
-        """An independent copy."""
+    def overlay(self) -> JobsTotals:
+        """Totals to add live jobs to and freeze at once, leaving these unchanged: a group is copied
+        only when the overlay changes it, so a snapshot of 50,000 agent keys with a few live jobs copies
+        a few of them, not all. These totals must not change while the overlay is in use."""
         out = JobsTotals(self.score_buckets)
         out.states = dict(self.states)
-        out.groups = {key: totals.copy() for key, totals in self.groups.items()}
+        out.groups = dict(self.groups)
+        out._base = self.groups
         out.jobs = self.jobs
         return out
 
@@ -155,15 +169,29 @@ class AgentView:
     failures: Mapping[str, int]
     last_score: float | None
     last_time_s: float | None
+    recent: tuple[float, ...] = ()  # the newest scores, oldest first (the status page's sparkline)
+    window: Window = EMPTY  # the scored outcomes of the regression alert's window
+    regressed: bool = False  # the latest score is below the window's mean by the alert's margin
 
 
 @dataclass(frozen=True, slots=True)
 class JobsSnapshot:
-    """What /metrics shows of benchmark jobs between two syncs; never modified."""
+    """What /metrics shows of benchmark jobs between two syncs; never modified.
+
+    `groups` are sorted by benchmark, agent and model. `benchmarks` (those with a group) and `regressed`
+    (the groups below their mean) are derived once when it is built, so that the status page, rendered
+    from it, never walks tens of thousands of groups to find them.
+    """
 
     states: Mapping[str, int]
     groups: tuple[AgentView, ...]
     jobs: int
+    benchmarks: frozenset[str | None] = field(init=False, compare=False)
+    regressed: tuple[AgentView, ...] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "benchmarks", frozenset(g.key.benchmark_id for g in self.groups))
+        object.__setattr__(self, "regressed", tuple(g for g in self.groups if g.regressed))
 
     def folded(self) -> dict[str, int]:
         """Benchmark runs under an `__other__` agent, and scenario failures under an `__other__` type."""
@@ -172,9 +200,12 @@ class JobsSnapshot:
         return {AGENT_LABEL: runs, EXCEPTION_LABEL: failures}
 
 
-def build_jobs_snapshot(totals: JobsTotals, live: Iterable[Job], caps: AgentCaps) -> JobsSnapshot:
-    """Freeze the totals of ended jobs and the live jobs into one snapshot."""
-    merged = totals.copy()
+def build_jobs_snapshot(
+    totals: JobsTotals, live: Iterable[Job], caps: AgentCaps, now_s: float | None = None
+) -> JobsSnapshot:
+    """Freeze the totals of ended jobs and the live jobs into one snapshot; `now_s` ends the window."""
+    since_ms = int(((time.time() if now_s is None else now_s) - REGRESSION_WINDOW_S) * 1000)
+    merged = totals.overlay()
     for job in live:
         merged.add(job, caps)
     states = dict.fromkeys(JOB_STATES, 0)
@@ -183,6 +214,7 @@ def build_jobs_snapshot(totals: JobsTotals, live: Iterable[Job], caps: AgentCaps
     views = []
     for key in sorted(merged.groups, key=_sort_key):
         group = merged.groups[key]
+        window = group.recent.window(since_ms)
         views.append(
             AgentView(
                 key=key,
@@ -193,6 +225,9 @@ def build_jobs_snapshot(totals: JobsTotals, live: Iterable[Job], caps: AgentCaps
                 failures=dict(sorted(group.failures.items())),
                 last_score=group.last_score,
                 last_time_s=None if group.last is None else group.last[0] / 1000,
+                recent=group.recent.last(),
+                window=window,
+                regressed=window.below(group.last_score),
             )
         )
     return JobsSnapshot(states=states, groups=tuple(views), jobs=merged.jobs)

@@ -1,7 +1,8 @@
 """Runs in, per-benchmark figures out.
 
 Finished runs never change, so their figures are kept as add-only totals (`Totals`): a sync can add
-the runs it learns of without ever re-reading history. Runs that can still change (running, or in a
+the runs it learns of without ever re-reading history. Besides counts, a group keeps its last few failed
+runs (`FailedRun`, at most LAST_FAILED) for the status page only: run ids are never labels. Runs that can still change (running, or in a
 state new to us that is not known to be final) are kept one small record each (`RunningRun`). `build_snapshot` freezes both into a `Snapshot` that the
 collector renders; a snapshot is never modified, so it can be read by any number of scrapes at once.
 """
@@ -22,6 +23,7 @@ Labels = tuple[tuple[str, str], ...]
 
 DURATION_SCALE = 1000  # units per second: Runloop reports whole milliseconds, so duration sums are exact
 SCORE_SCALE = 10**9  # score sums exact to 1e-9 per run
+LAST_FAILED = 5  # failed runs kept per group, newest first, for the status page
 
 DEFAULT_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # One minute to one day: benchmark runs take minutes to hours.
@@ -57,6 +59,31 @@ class RunningRun:
     key: GroupKey
     start_ms: int
     state: str = RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRun:
+    """A failed run as the status page names it: its id, when it started and how long it ran."""
+
+    id: str
+    start_ms: int
+    duration_ms: int | None
+
+    @property
+    def end_ms(self) -> int | None:
+        """When it ended (start + duration), when Runloop gave a duration."""
+        return None if self.duration_ms is None else self.start_ms + self.duration_ms
+
+    @property
+    def order(self) -> tuple[int, str]:
+        """Newest is largest: by its end (its start when it has no duration), then by id."""
+        end = self.end_ms
+        return (self.start_ms if end is None else end, self.id)
+
+
+def newest_failed(runs: Iterable[FailedRun], n: int = LAST_FAILED) -> tuple[FailedRun, ...]:
+    """The `n` newest of some failed runs, newest first (the same whatever order they come in)."""
+    return tuple(sorted(runs, key=lambda run: run.order, reverse=True)[:n])
 
 
 @dataclass(slots=True)
@@ -120,6 +147,7 @@ class GroupTotals:
     scores: Histogram
     last_completed_end_ms: int | None = None
     last_completed_score: float | None = None
+    last_failed: tuple[FailedRun, ...] = ()  # newest first, at most LAST_FAILED
 
 
 class Totals:
@@ -152,6 +180,11 @@ class Totals:
         self.finished_runs += 1
         if run.duration_ms is not None:
             totals.durations[run.state].observe(run.duration_ms / 1000)
+        if run.state == "failed":
+            failed = FailedRun(run.id, run.start_ms, run.duration_ms)
+            kept = totals.last_failed
+            if len(kept) < LAST_FAILED or failed.order > kept[-1].order:
+                totals.last_failed = newest_failed((*kept, failed))
         if run.state != "completed" or run.score is None:
             return
         totals.scores.observe(run.score)
@@ -176,6 +209,7 @@ class GroupView:
     last_completed_score: float | None
     last_completed_end_s: float | None
     oldest_running_start_s: float | None
+    last_failed: tuple[FailedRun, ...] = ()  # newest first: for the status page, never a series
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +220,7 @@ class Snapshot:
     benchmark_names: Mapping[str, str]
     runs: int
     jobs: JobsSnapshot | None = None  # benchmark jobs, when they are read (a separate, optional part)
+    jobs_note: str | None = None  # for the status page: why jobs are absent or stale (None: fine, or off)
 
     @property
     def benchmark_ids(self) -> frozenset[str]:
@@ -227,6 +262,7 @@ def build_snapshot(
                 last_completed_score=group.last_completed_score,
                 last_completed_end_s=None if end_ms is None else end_ms / 1000,
                 oldest_running_start_s=None if start_ms is None else start_ms / 1000,
+                last_failed=group.last_failed,
             )
         )
     ids = {v.key.benchmark_id for v in views if v.key.benchmark_id is not None}

@@ -1,8 +1,9 @@
 """Demo mode: a DemoDriver makes a World change as time passes, like a busy Runloop account.
 
 Four active benchmarks (and an archived one with history only), a few hundred finished runs over three
-days, runs starting and ending as the wall clock moves, and benchmark jobs of several agent configs.
-Deterministic for a seed.
+days, runs starting and ending as the wall clock moves, and benchmark jobs of several agent configs, one
+of which got worse in the last hours (so the status page has a regression to flag). Deterministic for a
+seed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ _DEMO_AGENT_CONFIGS: Final = (
     (("swe-agent", "gpt-4.1"), -0.08),
     (("aider", None), -0.16),
 )
+_DEMO_REGRESSED: Final = ("swe-agent", "gpt-4.1")  # scores lower in the jobs of the last hours
+_DEMO_REGRESSION: Final = 0.6  # by this factor
 _DEMO_JOB_SCENARIOS: Final = 20
 _DEMO_TRIGGERS: Final = ("nightly", "ci", "manual")
 _MINUTE_MS: Final = 60_000
@@ -91,6 +94,7 @@ class DemoDriver:
         self._thread: threading.Thread | None = None
         self._jobs_rng = random.Random(seed + 7)  # noqa: S311 - its own stream: runs stay as they were
         self._live_jobs: dict[str, int] = {}  # job id -> when it ends (ms)
+        self._regressed_since: int | None = None  # jobs created since then score lower for one config
         for bench in _DEMO_BENCHMARKS:
             world.add_benchmark(bench.id, bench.name, bench.status)
 
@@ -116,6 +120,7 @@ class DemoDriver:
                 start = now_ms - rng.randint(0, 20 * _MINUTE_MS)
                 self._start_run(start, max(now_ms + 30_000, start + rng.randint(5, 60) * _MINUTE_MS))
             jobs_rng = self._jobs_rng
+            self._regressed_since = now_ms - 10 * _HOUR_MS
             for created in sorted(
                 jobs_rng.randint(now_ms - 3 * _DAY_MS, now_ms - _HOUR_MS) for _ in range(48)
             ):
@@ -133,7 +138,7 @@ class DemoDriver:
         job_id = self.world.jobs.add(
             benchmark_id=bench.id,
             agents=[agent for agent, _ in configs],
-            levels=[min(0.97, max(0.03, bench.mean_score + offset)) for _, offset in configs],
+            levels=[self._level(bench, agent, offset, created_ms) for agent, offset in configs],
             create_ms=created_ms,
             state=state,
             n_scenarios=_DEMO_JOB_SCENARIOS,
@@ -142,6 +147,16 @@ class DemoDriver:
         )
         if ends_ms is not None:
             self._live_jobs[job_id] = ends_ms
+
+    def _level(
+        self, bench: _DemoBenchmark, agent: tuple[str, str | None], offset: float, created_ms: int
+    ) -> float:
+        """The mean score of an agent config in a job: the regressed one scores lower in recent jobs."""
+        level = min(0.97, max(0.03, bench.mean_score + offset))
+        since = self._regressed_since
+        if agent == _DEMO_REGRESSED and since is not None and created_ms >= since:
+            level *= _DEMO_REGRESSION
+        return level
 
     def tick(self, now_ms: int) -> None:
         """One step: runs whose time is up end; new runs start at random times since the last tick."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from exporter.http.status_details import ANCHOR_PREFIX, NO_BENCHMARK
 from tests.support.deploy import (
     CONTRACT,
     RULES_FILE,
@@ -114,7 +115,27 @@ def test_unit_tests_name_only_existing_alerts() -> None:
 
 def test_unit_tests_check_annotations_of_firing_alerts() -> None:
     """Firing expectations carry the full annotations, so the templates (and the name lookup) are tested."""
+    annotations = {rule["alert"]: set(rule["annotations"]) for rule in ALERTS}
     for test in load_yaml(RULES_TEST_FILE)["tests"]:
         for case in test.get("alert_rule_test", []):
             for alert in case.get("exp_alerts") or []:
-                assert set(alert.get("exp_annotations", {})) == {"summary", "description"}, test["name"]
+                assert set(alert.get("exp_annotations", {})) == annotations[case["alertname"]], test["name"]
+
+
+def _per_benchmark(name: str) -> bool:
+    """Whether a series has a benchmark_id label (runloop_benchmark_jobs is per state only)."""
+    return name.startswith("runloop_agent_") or (
+        name.startswith("runloop_benchmark_") and name != "runloop_benchmark_jobs"
+    )
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=ALERT_IDS)
+def test_alerts_about_a_benchmark_give_its_place_on_the_status_page(rule: dict[str, Any]) -> None:
+    """Where the status page shows a benchmark (exporter.http.status_details.anchor): its failed runs, its
+    agents and models. Only alerts about one benchmark carry it."""
+    if not any(_per_benchmark(name) for name in metric_names(rule["expr"])):
+        assert "status_page" not in rule["annotations"]
+        return
+    assert rule["annotations"]["status_page"] == (
+        f"{{{{ with $labels.benchmark_id }}}}/#{ANCHOR_PREFIX}{{{{ . }}}}{{{{ else }}}}/#{NO_BENCHMARK}{{{{ end }}}}"
+    )

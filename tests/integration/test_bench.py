@@ -100,3 +100,33 @@ def test_jobs_bench_prints_its_table_with_exact_request_counts() -> None:
     assert [int(row[3]) for row in rows] == [4, 11]
     assert all(row[10] == "1" for row in rows)  # steady, 5 live jobs at the top: one request
     assert "Traceback" not in result.stderr
+
+
+def test_status_bench_prints_its_table_with_the_pages_bounds() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "status",
+            "--sizes",
+            "30",
+            "--pairs",
+            "12",
+            "--jobs",
+            "3",
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    (row,) = [row for row in (line.split() for line in result.stdout.splitlines()) if row and row[0] == "30"]
+    _, outcomes, *_, page_kb, rows, sections, agent_rows, _ = row
+    assert int(outcomes) == 30 * 12 * 3
+    assert int(page_kb) < 2048
+    # Every benchmark has failed runs and agents: 30 rows, the first 25 with a section of 10 agents.
+    assert (int(rows), int(sections), int(agent_rows)) == (30, 25, 25 * 10)
+    assert "Traceback" not in result.stderr

@@ -305,6 +305,9 @@ def test_a_key_without_jobs_keeps_every_run_metric(status: int) -> None:
             second = sync.run()
         assert first.jobs is None
         assert second.jobs is None
+        for snapshot in (first, second):  # the status page's one line on why, also when not asked again
+            assert snapshot.jobs_note is not None
+            assert f"cannot be read with this key (HTTP {status})" in snapshot.jobs_note
         assert_exact(second, world)
         assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 0
         told = [e for e in logs if "cannot be read with this key" in e["event"]]
@@ -314,7 +317,9 @@ def test_a_key_without_jobs_keeps_every_run_metric(status: int) -> None:
         sim.jobs_status = None
         clock.now += 3601
         with capture_logs() as logs:
-            assert_jobs_exact(sync.run(), world)
+            healed = sync.run()
+        assert_jobs_exact(healed, world)
+        assert healed.jobs_note is None
         assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 1
         assert [e["event"] for e in logs if "can be read again" in e["event"]] == [
             "benchmark jobs can be read again"
@@ -331,6 +336,11 @@ def test_a_failing_jobs_endpoint_keeps_the_last_jobs_figures_and_the_runs() -> N
         with capture_logs() as logs:
             after = sync.run()
         assert after.jobs == good.jobs
+        assert good.jobs_note is None
+        assert (
+            after.jobs_note
+            == "The last benchmark jobs sync failed: these are the figures of the last good one."
+        )
         assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 0
         assert_exact(after, world)
         failed = [e for e in logs if e["event"] == "benchmark jobs sync failed; keeping the last figures"]
@@ -339,9 +349,24 @@ def test_a_failing_jobs_endpoint_keeps_the_last_jobs_figures_and_the_runs() -> N
         # Tried again at the very next sync (not at the reconcile interval), and it heals.
         seed(world, 2, start=50)
         sim.reset_requests()
-        assert_jobs_exact(sync.run(), world)
+        healed = sync.run()
+        assert_jobs_exact(healed, world)
+        assert healed.jobs_note is None
         assert job_requests(sim)
         assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 1
+
+
+def test_jobs_failing_from_the_start_are_absent_and_say_why() -> None:
+    world = World(seed=2)
+    seed(world, 3)
+    with Simulator(world) as sim:
+        sync, _, _ = build(sim.url)
+        sim.faults.fail_next(1, status=503, path_prefix="/v1/benchmark_jobs")
+        first = sync.run()
+        assert first.jobs is None
+        assert first.jobs_note == "The benchmark jobs sync failed and none has succeeded yet (see the logs)."
+        assert_exact(first, world)
+        assert sync.run().jobs_note is None
 
 
 def test_a_bug_in_the_jobs_part_keeps_the_last_jobs_figures_and_the_runs() -> None:
@@ -362,6 +387,8 @@ def test_a_bug_in_the_jobs_part_keeps_the_last_jobs_figures_and_the_runs() -> No
         with capture_logs() as logs:
             after = sync.run()
         assert after.jobs == good.jobs
+        assert after.jobs_note is not None
+        assert "last good one" in after.jobs_note
         assert_exact(after, world)  # the run metrics are those of now
         assert telemetry.registry.get_sample_value("runloop_exporter_jobs_available") == 0
         assert [e["event"] for e in logs if "crashed" in e["event"]] == [

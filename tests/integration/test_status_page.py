@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import struct
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
+from tests.support.browser import chromium, dump_dom
+from tests.support.dom import parse
 from tests.support.exporter_process import Exporter
-from tests.support.tools import require_tool
 from tests.support.waiting import wait_until
 
 EVIL = "<script>alert(1)</script>"
@@ -47,59 +46,6 @@ def world() -> World:
     return world
 
 
-def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    """Debian's chromium, headless, with a profile of its own (root in a container needs no sandbox)."""
-    binary = require_tool("chromium")
-    return subprocess.run(
-        [
-            binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            f"--user-data-dir={tmp / 'chromium-profile'}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-class Table(HTMLParser):
-    """The body rows of the page's table as cell texts, and every element name in the document."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: set[str] = set()
-        self.rows: list[list[str]] = []
-        self._in_body = False
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.add(tag)
-        if tag == "tbody":
-            self._in_body = True
-        elif tag == "tr" and self._in_body:
-            self.rows.append([])
-        elif tag == "td" and self._in_body:
-            self._cell = []
-        elif tag == "span" and self._cell is not None and ("class", "id") in attrs:
-            self._cell.append("\n")  # the id under the name
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "tbody":
-            self._in_body = False
-        elif tag == "td" and self._cell is not None:
-            self.rows[-1].append("".join(self._cell))
-            self._cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-
-
 def truth(world: World) -> dict[str, dict[str, int]]:
     """Runs per state of each benchmark's name, straight from the simulator."""
     names = world.benchmark_names()
@@ -114,17 +60,16 @@ def test_chromium_shows_the_simulators_figures_and_no_script(
 ) -> None:
     exporter = start_exporter()
     exporter.wait_for_sync()
-    result = chromium("--dump-dom", f"{exporter.url}/", tmp=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    page = Table()
-    page.feed(result.stdout)
+    dumped = dump_dom(f"{exporter.url}/", tmp_path)
+    page = parse(dumped)
 
-    assert "script" not in page.tags, "the hostile benchmark name became an element"
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in result.stdout, "shown as text"
+    assert not page.find_all("script"), "the hostile benchmark name became an element"
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dumped, "shown as text"
+    table = page.find("table")
     shown = {}
-    for cells in page.rows:
-        name = cells[0].split("\n", 1)[0]
+    for tr, cells in zip(table.find("tbody").find_all("tr"), table.cells(), strict=True):
         running, completed, failed, canceled = (int(c.split()[0]) for c in cells[1:5])
+        name = tr.find(cls="name").text()
         shown[name] = {"running": running, "completed": completed, "failed": failed, "canceled": canceled}
     expected = {
         name: {state: states.get(state, 0) for state in ("running", "completed", "failed", "canceled")}
@@ -132,10 +77,14 @@ def test_chromium_shows_the_simulators_figures_and_no_script(
     }
     assert shown == expected
     # Trouble on top: beta fails 3 of 4 decided runs, alpha 1 of 6, the hostile one none.
-    assert [cells[0].split("\n", 1)[0] for cells in page.rows] == ["beta", "alpha", EVIL]
-    assert page.rows[0][5].strip() == "75%"
-    assert "Last sync" in result.stdout
-    assert "demo" not in result.stdout.lower().split("<main>", 1)[1].split("</header>", 1)[1][:200]
+    assert [tr.find(cls="name").text() for tr in table.find("tbody").find_all("tr")] == [
+        "beta",
+        "alpha",
+        EVIL,
+    ]
+    assert table.cells()[0][5] == "75%"
+    assert "Last sync" in dumped
+    assert "demo" not in dumped.lower().split("<main>", 1)[1].split("</header>", 1)[1][:200]
 
 
 def test_chromium_takes_a_screenshot(start_exporter: Callable[..., Exporter], tmp_path: Path) -> None:

@@ -104,3 +104,76 @@ def expected_job_samples(
             samples[("runloop_agent_last_benchmark_run_score", base)] = g["last"][1]
             samples[("runloop_agent_last_benchmark_run_timestamp_seconds", base)] = g["last"][0][0] / 1000
     return samples
+
+
+WINDOW_MS = 7 * 86_400_000  # RunloopAgentScoreRegression's [7d]
+MARGIN = 0.8
+MIN_OUTCOMES = 3
+SPARK = 20  # the status page's sparkline
+KEEP = 100  # scored outcomes the exporter keeps per agent and model
+
+
+def expected_agent_rows(
+    views: Iterable[dict[str, Any]], now_s: float
+) -> dict[tuple[str | None, str | None, str | None], dict[str, Any]]:
+    """What the status page must show per (benchmark, agent, model), from job views: the latest score and
+    its job's creation time (s), the mean and count of the scored outcomes whose job was created in the
+    last 7 days (of the newest KEEP), the newest SPARK scores oldest first, runs, runs in progress, the
+    scenarios completed/failed/timed out, the most frequent exception type (ties: the smallest name) and
+    whether the row is flagged as RunloopAgentScoreRegression would be."""
+    rows: dict[tuple[str | None, str | None, str | None], dict[str, Any]] = {}
+
+    def row(key: tuple[str | None, str | None, str | None]) -> dict[str, Any]:
+        return rows.setdefault(
+            key, {"runs": 0, "in_progress": 0, "scen": [0, 0, 0], "fail": {}, "scored": [], "last": None}
+        )
+
+    for view in views:
+        source = view.get("job_source") or {}
+        bid = source.get("benchmark_id") if source.get("type") == "benchmark" else None
+        for outcome in view.get("benchmark_outcomes") or []:
+            r = row((bid, outcome["agent_name"], outcome.get("model_name")))
+            r["runs"] += 1
+            for i, field in enumerate(("n_completed", "n_failed", "n_timeout")):
+                r["scen"][i] += outcome[field]
+            for scenario in outcome["scenario_outcomes"]:
+                reason = scenario.get("failure_reason")
+                if scenario["state"] in ("FAILED", "TIMEOUT") and reason:
+                    r["fail"][reason["exception_type"]] = r["fail"].get(reason["exception_type"], 0) + 1
+            score = outcome.get("average_score")
+            if score is not None:
+                r["scored"].append((view["create_time_ms"], score))
+                order = (view["create_time_ms"], view["id"], outcome["benchmark_run_id"])
+                if r["last"] is None or order > r["last"][0]:
+                    r["last"] = (order, score)
+        if view["state"] not in ENDED:
+            for run in view.get("in_progress_runs") or []:
+                config = run.get("agent_config") or {}
+                if run["state"] == "running" and config.get("type") == "job_agent":
+                    row((bid, config["name"], config.get("model_name")))["in_progress"] += 1
+                elif run["state"] == "running":
+                    row((bid, None, None))["in_progress"] += 1
+
+    out: dict[tuple[str | None, str | None, str | None], dict[str, Any]] = {}
+    for key, r in rows.items():
+        kept = sorted(r["scored"])[-KEEP:]
+        inside = [score for created, score in kept if created >= now_s * 1000 - WINDOW_MS]
+        mean = sum(inside) / len(inside) if inside else None
+        last = None if r["last"] is None else r["last"][1]
+        top = sorted(r["fail"].items(), key=lambda item: (-item[1], item[0]))
+        out[key] = {
+            "last": last,
+            "last_time_s": None if r["last"] is None else r["last"][0][0] / 1000,
+            "mean": mean,
+            "count": len(inside),
+            "spark": [score for _, score in kept[-SPARK:]],
+            "runs": r["runs"],
+            "in_progress": r["in_progress"],
+            "scenarios": tuple(r["scen"]),
+            "exception": top[0] if top else None,
+            "flagged": last is not None
+            and mean is not None
+            and len(inside) >= MIN_OUTCOMES
+            and last < MARGIN * mean,
+        }
+    return out

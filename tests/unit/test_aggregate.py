@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from exporter.metrics.aggregate import GroupKey, Histogram, RunningRun, Totals, build_snapshot
+import random
+
+import pytest
+
+from exporter.metrics.aggregate import LAST_FAILED, GroupKey, Histogram, RunningRun, Totals, build_snapshot
 from exporter.runloop.models import Run
 
 SCORES = (0.5, 1.0)
@@ -93,3 +97,32 @@ def test_last_completed_tie_on_end_time_does_not_depend_on_order() -> None:
         (group,) = build_snapshot(totals, [], {}).groups
         results.append(group.last_completed_score)
     assert results == [0.9, 0.9]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_group_keeps_its_newest_failed_runs_in_any_order(seed: int) -> None:
+    """At most LAST_FAILED, newest first by their end (their start without a duration), then by id."""
+    runs = [
+        Run(f"f{i}", "b1", "failed", 10_000 * i, None if i == 7 else 5_000 + (i % 3) * 10_000, None, {}, None)
+        for i in range(9)
+    ]
+    runs.append(
+        Run("f9", "b1", "failed", 65_000, 5_000, None, {}, None)
+    )  # ends when f7 (no duration) started
+    runs += [Run(f"c{i}", "b1", "completed", 10**9 + i, 1000, 0.5, {}, None) for i in range(3)]
+    runs.append(Run("x", "b1", "canceled", 10**9, 1000, None, {}, None))
+    ends = {r.id: (r.start_ms + r.duration_ms if r.duration_ms is not None else r.start_ms) for r in runs}
+    expected = sorted((r.id for r in runs if r.state == "failed"), key=lambda i: (ends[i], i), reverse=True)
+    random.Random(seed).shuffle(runs)
+    totals = Totals(SCORES, DURATIONS)
+    for r in runs:
+        totals.add(r, GroupKey("b1"))
+    (group,) = build_snapshot(totals, [], {}).groups
+    assert [f.id for f in group.last_failed] == expected[:LAST_FAILED]
+    newest = group.last_failed[0]
+    source = next(r for r in runs if r.id == newest.id)
+    assert (newest.start_ms, newest.duration_ms, newest.end_ms) == (
+        source.start_ms,
+        source.duration_ms,
+        source.end_ms,
+    )

@@ -20,7 +20,7 @@ from exporter.runloop.models import Invalid
 from exporter.simulator import World
 from exporter.simulator.jobs import render
 from exporter.sync.jobpages import cut_depth
-from tests.support.jobs_oracle import expected_job_samples
+from tests.support.jobs_oracle import expected_agent_rows, expected_job_samples
 from tests.support.samples import job_part, parse
 
 T0 = 1_760_000_000_000
@@ -165,6 +165,60 @@ def test_aggregation_matches_the_oracle_in_any_order(seed: int) -> None:
         actual = snapshot_samples(views)
         assert set(actual) == set(expected)
         assert actual == pytest.approx(expected)
+
+
+def world_over_two_weeks() -> World:
+    """Jobs every 12 hours for 15 days, pairs sharing a millisecond; aider's newest jobs score low."""
+    world = World(seed=4)
+    rng = random.Random(4)
+    for i in range(30):
+        worse = i >= 26
+        world.jobs.add(
+            benchmark_id=f"bmd_{i % 2}",
+            agents=AGENTS,
+            levels=[0.7, rng.random(), 0.1 if worse else 0.8],
+            create_ms=T0 + (i // 2) * 86_400_000 + (i % 2),
+            state="running" if i == 29 else ("completed", "failed", "timeout")[i % 3],
+            started=2 if i == 29 else None,
+            n_scenarios=10,
+        )
+    return world
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 2])
+def test_the_status_pages_figures_match_the_oracle_in_any_order(attempt: int) -> None:
+    """Newest scores, the regression alert's 7-day window and its flag, whatever order jobs come in."""
+    views = world_over_two_weeks().jobs.views()
+    now_s = T0 / 1000 + 16 * 86_400  # the window holds the last 7 of the 15 days
+    expected = expected_agent_rows(views, now_s)
+    assert any(row["flagged"] for row in expected.values()), "the test needs a regression to flag"
+    assert any(0 < row["count"] < row["runs"] for row in expected.values()), "and a window that cuts"
+    random.Random(attempt).shuffle(views)
+    caps = AgentCaps()
+    totals = JobsTotals(DEFAULT_SCORE_BUCKETS)
+    live = []
+    for view in views:
+        job = parse_job(view)
+        assert isinstance(job, Job)
+        if job.is_terminal:
+            totals.add(job, caps)
+        else:
+            live.append(job)
+    snapshot = build_jobs_snapshot(totals, live, caps, now_s=now_s)
+    before = {key: (g.runs, g.in_progress, len(g.recent)) for key, g in totals.groups.items()}
+    shown = {(v.key.benchmark_id, v.key.agent_name, v.key.model_name): v for v in snapshot.groups}
+    assert set(shown) == set(expected)
+    for key, row in expected.items():
+        got = shown[key]
+        assert (got.last_score, got.last_time_s) == (row["last"], row["last_time_s"]), key
+        assert (got.window.count, got.window.complete) == (row["count"], True), key
+        assert got.window.mean == pytest.approx(row["mean"]), key
+        assert list(got.recent) == row["spark"], key
+        assert (got.runs, got.in_progress) == (row["runs"], row["in_progress"]), key
+        assert got.regressed == row["flagged"], key
+    build_jobs_snapshot(totals, live, caps, now_s=now_s)
+    after = {key: (g.runs, g.in_progress, len(g.recent)) for key, g in totals.groups.items()}
+    assert after == before, "live jobs are added to an overlay, never to the totals"
 
 
 def _extras(model: BaseModel, where: str = "job") -> list[str]:

@@ -26,6 +26,7 @@ from exporter.simulator import (
     Simulator,
     World,
 )
+from tests.support.jobs_oracle import expected_agent_rows
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_API_KEY}"}
 RUNS = "/v1/benchmark_runs"
@@ -783,6 +784,15 @@ def test_demo_is_deterministic_plain_and_uses_benchmarks() -> None:
         for benchmark_id in benchmark_ids - {None}:
             view = httpx.get(f"{simulator.url}/v1/benchmarks/{benchmark_id}", headers=AUTH).json()
             assert re.fullmatch(r"[a-z0-9-]+", view["name"])
+
+
+def test_the_demo_has_an_agent_that_got_worse_for_the_status_page_to_flag() -> None:
+    world = World()
+    DemoDriver(world, seed=1).seed_history(T0)  # the seed ./dev demo uses
+    rows = expected_agent_rows(world.jobs.views(), T0 / 1000)
+    flagged = {key for key, row in rows.items() if row["flagged"]}
+    assert flagged
+    assert {(agent, model) for _, agent, model in flagged} == {("swe-agent", "gpt-4.1")}
 
 
 def test_demo_thread_ticks_and_stops() -> None:

@@ -19,6 +19,7 @@ from exporter.runloop.apikey import ApiKey
 from exporter.runloop.client import RunloopClient
 from exporter.runloop.errors import TransientError
 from exporter.runloop.models import Run
+from tests.support.dom import parse
 
 NOW = 1_700_000_000.0
 HOUR_MS = 3_600_000
@@ -105,14 +106,25 @@ def test_page_escapes_names_and_ids() -> None:
 
 
 def test_page_shows_each_benchmark_with_its_figures() -> None:
-    page = status.render(demo=False, last=None, table=status.render_table(snapshot(), NOW)).decode()
-    rows = re.findall(r"<tr>(.*?)</tr>", page)[1:]  # after the header
-    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
-    assert "Bad" in cells[0][0]
-    assert [re.sub(r"<[^>]+>", "", c) for c in cells[0][1:6]] == ["0", "1", "3", "0", "75%"]
-    assert "stuck?" in cells[2][8]
-    assert "1 h 0 min ago" in cells[4][7]
-    assert cells[4][6] == "0.900"
+    page = parse(status.render(demo=False, last=None, table=status.render_table(snapshot(), NOW)))
+    table = page.find("table")
+    rows = table.cells()
+    first = table.find_all("tr")[1]
+    assert (first.find(cls="name").text(), first.find(cls="id").text()) == ("Bad", "bad")
+    assert rows[0][1:6] == ["0", "1", "3", "0", "75%"]
+    assert "stuck?" in rows[2][9]
+    assert rows[4][8] == "1 h 0 min ago"
+    assert rows[4][7] == "0.900"
+
+
+def test_a_row_has_a_bar_for_its_failure_share_and_a_histogram_of_its_scores() -> None:
+    page = parse(status.render_table(snapshot(), NOW).html)
+    bad = page.find("table").find_all("tr")[1]
+    assert bad.find("i").attrs["style"] == "width:75%"
+    calm = page.find("table").find_all("tr")[5]
+    assert calm.find("svg", cls="hist").text(titles=True) == "4 scores: 0\u20130.5: 0, 0.5\u20131: 4"
+    assert len(calm.find_all("rect")) == 1, "one bar per bucket that holds something"
+    assert not page.find_all("tr", id="benchmark-young")[0].find_all("svg"), "no completed run: no chart"
 
 
 def test_demo_banner_only_in_demo_mode() -> None:
