@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         telemetry=telemetry,
         clock=lambda: clock[0],
     )
-    job = runs_cycle(sync, client, telemetry, StatePublisher(state), deadline_s=30.0)
+    job = runs_cycle(sync, [client], telemetry, StatePublisher(state), deadline_s=30.0)
     churn = Churn(world, simulator, benchmarks, args.seed)
 
     print(f"soak: {args.syncs} syncs, {args.history} runs of history, {args.benchmarks} benchmarks")

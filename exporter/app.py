@@ -72,6 +72,7 @@ class App:
     telemetry: Telemetry
     client: RunloopClient
     sync: Sync
+    reader: RunloopClient  # the runs' full reads, on a lane of the client's gate
     jobs: JobsPart | None
     jobs_client: RunloopClient | None
     board: ReadBoard  # full reads in progress, for the status page
@@ -80,7 +81,8 @@ class App:
 
     def runs_cycle(self, publish: Publish[Snapshot], *, deadline_s: float | None) -> Cycle[Snapshot]:
         """A cycle of the run sync, publishing to `publish`."""
-        return runs_cycle(self.sync, self.client, self.telemetry, publish, deadline_s=deadline_s)
+        clients = [self.client, self.reader]
+        return runs_cycle(self.sync, clients, self.telemetry, publish, deadline_s=deadline_s)
 
     def jobs_cycle(
         self, publish: Publish[JobsSnapshot], *, deadline_s: float | None
@@ -88,7 +90,8 @@ class App:
         """A cycle of the benchmark-jobs sync (None when jobs are off)."""
         if self.jobs is None or self.jobs_client is None:
             return None
-        return jobs_cycle(self.jobs, self.jobs_client, self.telemetry, publish, deadline_s=deadline_s)
+        clients = [self.jobs_client, self.jobs.jobs.reader]
+        return jobs_cycle(self.jobs, clients, self.telemetry, publish, deadline_s=deadline_s)
 
     def close(self) -> None:
         """Close the client, and stop the demo's simulator when there is one."""
@@ -123,13 +126,16 @@ def build(
             refresh_interval_s=settings.reconcile_interval_seconds,
             workers=settings.max_concurrent_requests,
         )
-        sync = build_sync(settings, client, telemetry, names=names, board=board, bell=bells[RUNS])
+        reader = client.sibling(client.gate.lane())
+        sync = build_sync(
+            settings, client, telemetry, names=names, reader=reader, board=board, bell=bells[RUNS]
+        )
         jobs_client = None
         jobs = None
         if settings.jobs:
             jobs_client = client.sibling(client.gate.lane(share=settings.jobs_request_share))
             jobs = _jobs_part(settings, jobs_client, telemetry, names, board=board, bell=bells[JOBS])
-        return App(base_url, telemetry, client, sync, jobs, jobs_client, board, bells, demo)
+        return App(base_url, telemetry, client, sync, reader, jobs, jobs_client, board, bells, demo)
     except BaseException:
         if demo:
             demo.stop()
@@ -164,6 +170,7 @@ def build_sync(
     telemetry: Telemetry,
     *,
     names: BenchmarkNames | None = None,
+    reader: RunloopClient | None = None,
     board: ReadBoard | None = None,
     bell: Bell | None = None,
 ) -> Sync:
@@ -193,7 +200,7 @@ def build_sync(
         max_concurrent=settings.max_concurrent_requests,
         grouping=make_grouping(benchmarks, labels, names.name_of),
     )
-    reader = client.sibling(client.gate.lane())
+    reader = reader or client.sibling(client.gate.lane())
 
     def listing(benchmark_id: str | None) -> IncrementalSync:
         return IncrementalSync(
@@ -254,7 +261,12 @@ def _jobs_part(
 
 
 def runs_cycle(
-    sync: Sync, client: RunloopClient, t: Telemetry, publish: Publish[Snapshot], *, deadline_s: float | None
+    sync: Sync,
+    clients: Sequence[RunloopClient],
+    t: Telemetry,
+    publish: Publish[Snapshot],
+    *,
+    deadline_s: float | None,
 ) -> Cycle[Snapshot]:
     """A cycle of the run sync: `runloop_up`, the sync counters and a "sync finished" line."""
 
@@ -272,12 +284,12 @@ def runs_cycle(
         )
 
     metrics = PartMetrics(t.up, t.last_success, t.syncs, t.sync_duration)
-    return Cycle(RUNS, sync.run, client, publish, metrics, deadline_s=deadline_s, on_success=finished)
+    return Cycle(RUNS, sync.run, clients, publish, metrics, deadline_s=deadline_s, on_success=finished)
 
 
 def jobs_cycle(
     part: JobsPart,
-    client: RunloopClient,
+    clients: Sequence[RunloopClient],
     t: Telemetry,
     publish: Publish[JobsSnapshot],
     *,
@@ -286,7 +298,7 @@ def jobs_cycle(
     """A cycle of the benchmark-jobs part: `runloop_exporter_jobs_available` and the jobs' sync counters."""
     metrics = PartMetrics(t.jobs_available, t.jobs_last_success, t.jobs_syncs, t.jobs_sync_duration)
     return Cycle(
-        JOBS, part.run, client, publish, metrics, deadline_s=deadline_s, log_failure=part.log_failure
+        JOBS, part.run, clients, publish, metrics, deadline_s=deadline_s, log_failure=part.log_failure
     )
 
 

@@ -11,7 +11,7 @@ outcome but a shutdown's to its `publish` callback, so it depends on nothing abo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -38,7 +38,7 @@ class Outcome(Generic[S]):
     snapshot: S | None  # None when it failed (the last figures stay served) or has nothing yet
     ended_at: float  # wall clock, seconds since the epoch
     duration_s: float
-    requests: int  # HTTP requests this cycle sent (a read beside it counts its own)
+    requests: int  # HTTP requests of the part since its last cycle ended: its sync's and its reads'.
 
     @property
     def ok(self) -> bool:
@@ -74,7 +74,7 @@ class Cycle(Generic[S]):
         self,
         part: str,
         sync: Callable[[float | None], S | None],
-        client: RunloopClient,
+        clients: Sequence[RunloopClient],
         publish: Publish[S],
         metrics: PartMetrics,
         *,
@@ -84,7 +84,8 @@ class Cycle(Generic[S]):
     ) -> None:
         self._part = part
         self._sync = sync
-        self._client = client
+        self._clients = clients  # the sync's and its reads' (whose requests count too)
+        self._counted = self._sent()
         self._publish = publish
         self._metrics = metrics
         self.deadline_s = deadline_s  # how long each cycle may take (--once shortens it as time runs out)
@@ -94,35 +95,36 @@ class Cycle(Generic[S]):
     def __call__(self) -> Outcome[S]:
         """Run one sync of the part; the outcome says whether it succeeded, and why not."""
         started = time.monotonic()
-        requests_before = self._client.requests
         try:
             snapshot = self._sync(None if self.deadline_s is None else started + self.deadline_s)
         except ShutdownError as exc:  # a normal stop: not a failure, and not an error line at every deploy
             log.info("sync interrupted: the exporter is shutting down", part=self._part)
-            return self._outcome(started, requests_before, exc)
+            return self._outcome(started, exc)
         except Exception as exc:  # whatever it is, the scheduler goes on: the outcome says why
-            outcome = self._outcome(started, requests_before, exc)
+            outcome = self._outcome(started, exc)
             self._record(outcome)
             self._log_failure(exc, outcome.duration_s)
             self._publish(outcome)  # the status page says why
             return outcome
-        outcome = self._outcome(started, requests_before, None, snapshot)
+        outcome = self._outcome(started, None, snapshot)
         if snapshot is not None:  # else a first full read is still going on: nothing to record yet
             self._record(outcome)
             self._on_success(outcome)
         self._publish(outcome)
         return outcome
 
-    def _outcome(
-        self, started: float, requests_before: int, error: BaseException | None, snapshot: S | None = None
-    ) -> Outcome[S]:
+    def _sent(self) -> int:
+        return sum(client.requests for client in self._clients)
+
+    def _outcome(self, started: float, error: BaseException | None, snapshot: S | None = None) -> Outcome[S]:
+        sent, self._counted = self._counted, self._sent()
         return Outcome(
             part=self._part,
             error=error,
             snapshot=snapshot,
             ended_at=time.time(),
             duration_s=time.monotonic() - started,
-            requests=self._client.requests - requests_before,
+            requests=self._counted - sent,
         )
 
     def _record(self, outcome: Outcome[S]) -> None:

@@ -99,7 +99,7 @@ class JobsSync:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._reader = reader or client  # full reads: beside the sync, their requests counted apart
+        self.reader = reader or client  # full reads: beside the sync, their requests counted apart
         self._score_buckets = score_buckets
         self._caps = caps
         self._admits = admits
@@ -406,7 +406,7 @@ class JobsSync:
         total: int | None = None
         progress = self._board.start("jobs", reason, self._clock)
         try:
-            for page in self._paged(None, page_deadline, include_total_count=True, client=self._reader):
+            for page in self._paged(None, page_deadline, include_total_count=True, client=self.reader):
                 if total is None:
                     total = page.total_count
                     if page.records and page.body_bytes:

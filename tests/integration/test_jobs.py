@@ -84,8 +84,8 @@ class Both:
 
     def __init__(self, runs: IncrementalSync, jobs: JobsPart, client: RunloopClient, t: Telemetry) -> None:
         self.publisher = StatePublisher(State(lambda: b""))
-        self._runs = runs_cycle(runs, client, t, self.publisher, deadline_s=None)
-        self._jobs = jobs_cycle(jobs, client, t, self.publisher, deadline_s=None)
+        self._runs = runs_cycle(runs, [client], t, self.publisher, deadline_s=None)
+        self._jobs = jobs_cycle(jobs, [client], t, self.publisher, deadline_s=None)
 
     def run(self) -> Snapshot:
         self._runs()

@@ -166,11 +166,11 @@ def test_run_metrics_are_served_while_the_jobs_backfill_reads_for_many_intervals
 
 
 def test_a_scheduled_reconcile_reads_beside_the_syncs_which_publish_exact_figures_throughout() -> None:
-    """A reconcile of 20,000 runs takes many 0.5 s syncs at 40 ms a page of 500; every one of them
+    """A reconcile of 20,000 runs takes several 2 s syncs at 150 ms a page of 500; every one of them
     publishes exact figures under churn, and the reconcile, caught up when it ends, heals drift."""
     now = [0.0]
     world, running = world_of(20_000, 40)
-    with Simulator(world, latency=Latency(base_s=0.04)) as sim:
+    with Simulator(world, latency=Latency(base_s=0.15)) as sim:
         sync, telemetry = new_sync(sim.url, page_size=500, clock=lambda: now[0], reconcile_interval_s=600)
         sync.run()
         finished = str(world.runs()[5000]["id"])  # drift no probe sees: an ended run changed in place
@@ -181,15 +181,15 @@ def test_a_scheduled_reconcile_reads_beside_the_syncs_which_publish_exact_figure
             if i < 20:  # churn while the reconcile reads
                 end(world, running[i : i + 1], "failed")
                 start(world, 1, i)
-            snapshot = sync.run(time.monotonic() + 0.5)
+            snapshot = sync.run(time.monotonic() + 2.0)
             assert snapshot is not None  # never blind: every sync publishes
             published += 1
             if sync.reading is None and reads(telemetry, "scheduled") == 1:
                 break
-        assert published > 3, "the reconcile must outlast a few syncs for this test to mean anything"
+        assert published > 2, "the reconcile must outlast a few syncs for this test to mean anything"
         assert reads(telemetry, "scheduled") == 1
         assert telemetry.registry.get_sample_value("runloop_exporter_reconcile_drift_total") == 1
-        assert_exact(sync.run(time.monotonic() + 0.5), world)
+        assert_exact(sync.run(time.monotonic() + 2.0), world)
 
 
 def test_a_reconcile_that_fails_keeps_the_sync_publishing_and_is_tried_again() -> None:
@@ -202,7 +202,7 @@ def test_a_reconcile_that_fails_keeps_the_sync_publishing_and_is_tried_again() -
         sim.faults.fail_next(1, 500, path_prefix="/v1/benchmark_runs", query={"limit": "500"})
         with capture_logs() as logs:
             for _ in range(20):
-                assert_exact(sync.run(time.monotonic() + 0.5), world)
+                assert_exact(sync.run(time.monotonic() + 2.0), world)
                 if sync.reading is None and any(e["event"].startswith("full read failed") for e in logs):
                     break
         assert (
@@ -211,7 +211,7 @@ def test_a_reconcile_that_fails_keeps_the_sync_publishing_and_is_tried_again() -
         )
         assert reads(telemetry, "scheduled") == 0
         for _ in range(20):  # still due: the next sync reads again, and this time it ends
-            assert_exact(sync.run(time.monotonic() + 0.5), world)
+            assert_exact(sync.run(time.monotonic() + 2.0), world)
             if reads(telemetry, "scheduled") == 1:
                 break
         assert reads(telemetry, "scheduled") == 1

@@ -105,7 +105,7 @@ class Harness:
             publisher(outcome)
 
         self.publish: Callable[[Outcome[Snapshot]], None] = publish
-        self.job = runs_cycle(self.sync, self.client, self.telemetry, publish, deadline_s=DEADLINE_S)
+        self.job = runs_cycle(self.sync, [self.client], self.telemetry, publish, deadline_s=DEADLINE_S)
 
 
 def test_a_success_publishes_its_figures_and_counts_its_requests() -> None:

@@ -178,7 +178,7 @@ def test_a_failed_cycle_shows_its_failure_without_the_key() -> None:
     )
     state = State(lambda: b"", demo=False)
     publish = StatePublisher(state, base_url="http://runloop.invalid")
-    job = runs_cycle(_Failing(key), client, Telemetry(), publish, deadline_s=5)
+    job = runs_cycle(_Failing(key), [client], Telemetry(), publish, deadline_s=5)
     assert isinstance(job().error, TransientError)
     text = "".join(dom(state.page).text)
     assert "cannot reach http://runloop.invalid" in text
