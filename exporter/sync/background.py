@@ -89,6 +89,12 @@ class Background(Generic[T]):
             with self._lock:
                 self._waited = False
 
+    def put_back(self, finished: Finished[T]) -> None:
+        """Keep a read taken too early (its catch-up ran out of time) for the next cycle to take."""
+        with self._lock:
+            if self._finished is None:
+                self._finished = finished
+
     def take(self) -> Finished[T] | None:
         """The read that ended since the last call, once."""
         with self._lock:

@@ -26,6 +26,7 @@ import structlog
 from exporter.metrics.aggregate import GroupKey, RunningRun, Snapshot, Totals, build_snapshot
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.client import RunloopClient
+from exporter.runloop.errors import CancelledError, ShutdownError
 from exporter.runloop.models import Invalid, Run, parse_run
 from exporter.sync.background import Background, Bell, Finished, page_time, patience
 from exporter.sync.config import MAX_LIMIT, SyncConfig
@@ -243,7 +244,14 @@ class IncrementalSync:
         ledger = finished.result[0]
         held = self._ledger
         if finished.cycle != self._cycle and ledger.counted and not self._config.full_every_sync:
-            caught = self._caught_up(ledger, deadline, catch_up=True)
+            try:
+                caught = self._caught_up(ledger, deadline, catch_up=True)
+            except CancelledError as exc:  # what it learned stays in the read's ledger: go on next sync
+                if isinstance(exc, ShutdownError):
+                    raise
+                log.info("bringing a full read up to date ran out of time; going on at the next sync")
+                self._reads.put_back(finished)
+                return
             newer = held is not None and self._fresh_at is not None and self._fresh_at > finished.started
             if (
                 not isinstance(caught, Delta) and newer

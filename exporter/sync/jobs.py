@@ -43,8 +43,10 @@ from exporter.metrics.agents import (
 from exporter.runloop.client import Page, RunloopClient, record_id
 from exporter.runloop.errors import (
     ApiError,
+    CancelledError,
     PaginationError,
     ResponseTooLargeError,
+    ShutdownError,
 )
 from exporter.runloop.jobs import parse_job
 from exporter.runloop.models import Invalid
@@ -188,7 +190,18 @@ class JobsSync:
         if held is not None:
             self._keep_rechecks(held, ledger)
         newer = held is not None and self._fresh_at is not None and self._fresh_at > finished.started
-        caught_up = finished.cycle == self._cycle or not ledger.counted or self._incremental(ledger, deadline)
+        try:
+            caught_up = (
+                finished.cycle == self._cycle or not ledger.counted or self._incremental(ledger, deadline)
+            )
+        except CancelledError as exc:  # what it learned stays in the read's ledger: go on next sync
+            if isinstance(exc, ShutdownError):
+                raise
+            log.info(
+                "benchmark jobs: bringing a full read up to date ran out of time; going on at the next sync"
+            )
+            self._reads.put_back(finished)
+            return
         if not caught_up and newer:  # what we hold is newer: keep it (a reconcile reads again)
             log.info("benchmark jobs: a full read could not be brought up to date; keeping what we hold")
             return
