@@ -100,3 +100,26 @@ def test_jobs_bench_prints_its_table_with_exact_request_counts() -> None:
     assert [int(row[3]) for row in rows] == [4, 11]
     assert all(row[10] == "1" for row in rows)  # steady, 5 live jobs at the top: one request
     assert "Traceback" not in result.stderr
+
+
+def test_freshness_bench_prints_its_table() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "freshness",
+            *("--runs", "3000", "--jobs", "20", "--scenarios", "20", "--latency-ms", "50", "--watch", "12"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = [row for row in (line.split() for line in result.stdout.splitlines()) if row and row[0] == "50"]
+    assert len(rows) == 1
+    runs_s, jobs_s, _old_runs, _old_jobs, requests_h, gb_h, rss_mb = (float(v) for v in rows[0][1:])
+    assert 0 < runs_s <= jobs_s  # both parts were published, the runs no later than the jobs
+    assert requests_h >= 60 * 3  # at least the steady run syncs of an hour
+    assert gb_h >= 0
+    assert rss_mb > 0
