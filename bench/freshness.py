@@ -142,7 +142,8 @@ def _watch(
     watch: float,
     latency_ms: float,
 ) -> Row:
-    runs_s = jobs_s = float("nan")
+    runs_s: float | None = None
+    jobs_s: float | None = None
     oldest = {"runs": 0.0, "jobs": 0.0}
     steady: dict[str, list[int]] = {"runs": [], "jobs": []}
     backfill = {"requests": 0, "bytes": 0, "job_requests": 0, "job_bytes": 0}

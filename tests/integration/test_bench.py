@@ -130,3 +130,26 @@ def test_status_bench_prints_its_table_with_the_pages_bounds() -> None:
     # Every benchmark has failed runs and agents: 30 rows, the first 25 with a section of 10 agents.
     assert (int(rows), int(sections), int(agent_rows)) == (30, 25, 25 * 10)
     assert "Traceback" not in result.stderr
+
+
+def test_freshness_bench_prints_its_table() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "freshness",
+            *("--runs", "3000", "--jobs", "20", "--scenarios", "20", "--latency-ms", "50", "--watch", "12"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = [row for row in (line.split() for line in result.stdout.splitlines()) if row and row[0] == "50"]
+    assert len(rows) == 1
+    runs_s, jobs_s, _old_runs, _old_jobs, requests_h, gb_h, rss_mb = (float(v) for v in rows[0][1:])
+    assert 0 < runs_s <= jobs_s  # both parts were published, the runs no later than the jobs
+    assert requests_h >= 60 * 3  # at least the steady run syncs of an hour
+    assert gb_h >= 0
+    assert rss_mb > 0
