@@ -52,6 +52,9 @@ _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 60.0
 # Without a total_count, a listing that says has_more for this many pages is broken, not large.
 MAX_PAGES = 20_000
+# A total_count past this (the API's int32) is no count a listing has; a huge one would overflow the
+# page bound computed from it.
+_MAX_TOTAL = 2**31 - 1
 # The largest answer read (after decompression). A page of 5,000 runs is about 1.2 MB, some 10 MB with
 # generous metadata; an answer past this is a broken proxy or a bug, and would not fit the pod anyway.
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -486,6 +489,6 @@ def _page(body: Any, key: str) -> Page:
         raise BadResponseError(f"the list body has no '{key}' array")
     if not isinstance(has_more, bool):
         raise BadResponseError("the list body has no boolean 'has_more'")
-    if isinstance(total, bool) or not isinstance(total, int | None):
-        total = None
+    if isinstance(total, bool) or not isinstance(total, int) or total > _MAX_TOTAL:
+        total = None  # not a count the listing can have: as if none were given
     return Page(records=records, has_more=has_more, total_count=total)

@@ -18,6 +18,9 @@ KNOWN_STATES = (RUNNING, *TERMINAL_STATES)
 
 # A year: a longer run is a broken record, not a slow benchmark.
 MAX_DURATION_MS = 366 * 24 * 3600 * 1000
+# The API's times are int64 epoch milliseconds: a larger one is a broken record (and would overflow the
+# float of a timestamp metric, failing every sync that met it).
+MAX_TIME_MS = 2**63 - 1
 # The longest id taken from the API: a longer one is a broken record, not an id.
 MAX_ID_LEN = 256
 # States are short lowercase words; anything else would be a strange label value, not a new state.
@@ -88,8 +91,11 @@ def _as_int(value: Any) -> int | None:
 
 
 def unit_score(value: Any) -> float | str:
-    """A score of 0..1 (rounding just past either end clamped), or what is wrong with it; runs and jobs."""
-    if not _is_number(value) or not math.isfinite(value):
+    """A score of 0..1 (rounding just past either end clamped), or what is wrong with it; runs and jobs.
+
+    An int is compared as it is: one too large for a float (10**400) is outside 0..1, not an OverflowError.
+    """
+    if not _is_number(value) or (isinstance(value, float) and not math.isfinite(value)):
         return "not a finite number"
     if not -_SCORE_SLACK <= value <= 1 + _SCORE_SLACK:
         return "outside 0..1"
@@ -126,8 +132,8 @@ def record_head_or_invalid(
 ) -> tuple[str, str, int] | Invalid:
     """(id, state, time in ms) of a listed record, or why it is invalid: the checks runs and jobs share.
 
-    `state` and `time_field` are required ahead of `required`. A bad time is `<prefix>invalid_<time_field
-    without _ms>` (invalid_start_time, job_invalid_create_time).
+    `state` and `time_field` are required ahead of `required`. A bad time (not an integer of 0..MAX_TIME_MS)
+    is `<prefix>invalid_<time_field without _ms>` (invalid_start_time, job_invalid_create_time).
     """
     record_id = record_id_or_invalid(
         record, listing=listing, required=("state", time_field, *required), prefix=prefix
@@ -138,9 +144,9 @@ def record_head_or_invalid(
     if not isinstance(state, str) or not _STATE_PATTERN.fullmatch(state):
         return Invalid(f"{prefix}invalid_state", record_id, "state is not a lowercase word")
     time_ms = _as_int(record[time_field])
-    if time_ms is None or time_ms < 0:
+    if time_ms is None or not 0 <= time_ms <= MAX_TIME_MS:
         reason = f"{prefix}invalid_{time_field.removesuffix('_ms')}"
-        return Invalid(reason, record_id, f"{time_field} is not a non-negative integer")
+        return Invalid(reason, record_id, f"{time_field} is not an integer of 0..2**63-1")
     return record_id, state, time_ms
 
 

@@ -153,6 +153,16 @@ def test_has_more_forever_is_bounded_by_total_count() -> None:
     assert len(seen) == 8  # 2 * ceil(3 / 1) + 2
 
 
+@pytest.mark.parametrize(
+    "total", [10**400, 2**31, True, "3", 1.5], ids=["10**400", "2**31", "true", "str", "float"]
+)
+def test_a_total_count_no_listing_can_have_is_taken_as_none(total: object) -> None:
+    body = {"runs": runs("r1", "r2"), "has_more": False, "total_count": total}
+    client, _ = client_for(lambda r: httpx.Response(200, json=body))
+    pages = list(client.iter_runs_pages(page_size=2, include_total_count=True))  # no OverflowError
+    assert [(len(p.records), p.total_count) for p in pages] == [(2, None)]
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_auth_errors_are_not_retried(status: int) -> None:
     client, seen = client_for(lambda r: httpx.Response(status, json={"error": "nope"}))
