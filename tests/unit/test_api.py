@@ -13,7 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.runloop.client import MAX_BODY_BYTES, USER_AGENT, RetryPolicy, RunloopClient, parse_retry_after
+from exporter.runloop.client import (
+    MAX_BODY_BYTES,
+    USER_AGENT,
+    RetryPolicy,
+    RunloopClient,
+    parse_retry_after,
+    record_id,
+)
 from exporter.runloop.errors import (
     ApiError,
     AuthError,
@@ -59,8 +66,8 @@ def listing(pages: list[tuple[list[dict[str, Any]], bool]]) -> Callable[[httpx.R
     return handler
 
 
-def read_all(client: RunloopClient, page_size: int) -> list[str]:
-    return [r["id"] for page in client.iter_runs_pages(page_size=page_size) for r in page.records]
+def read_all(client: RunloopClient, page_size: int) -> list[str | None]:
+    return [record_id(r) for page in client.iter_runs_pages(page_size=page_size) for r in page.records]
 
 
 def test_auth_and_user_agent_headers() -> None:
