@@ -1,11 +1,11 @@
-"""`./dev bench [scale|soak|hostile|churn|jobs] [ARGS]`: run a benchmark script (scale by default)."""
+"""`./dev bench [scale|soak|hostile|churn|jobs|decode] [ARGS]`: run a benchmark script (scale by default)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("scale", "soak", "hostile", "churn", "jobs")
+BENCHMARKS = ("scale", "soak", "hostile", "churn", "jobs", "decode")
 
 
 def main(argv: list[str]) -> int:

@@ -100,3 +100,22 @@ def test_jobs_bench_prints_its_table_with_exact_request_counts() -> None:
     assert [int(row[3]) for row in rows] == [4, 11]
     assert all(row[10] == "1" for row in rows)  # steady, 5 live jobs at the top: one request
     assert "Traceback" not in result.stderr
+
+
+def test_decode_bench_prints_its_table_and_typed_records_hold_less() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "decode", "--scenarios", "40", "--agents", "2", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    tables = result.stdout.split("a page of ")[1:]
+    assert [table.split()[1] for table in tables] == ["jobs,", "runs,"]
+    for table in tables:
+        rows = {line[:32].strip(): line[32:].split() for line in table.splitlines()[2:] if line.strip()}
+        assert {"json.loads", "msgspec, typed records", "msgspec, typed, split"} <= set(rows)
+        assert all(len(row) == 3 for row in rows.values())
+        # Memory, not time: typed records of only the fields used allocate less than json.loads' dicts.
+        assert float(rows["msgspec, typed records"][2]) < float(rows["json.loads"][2])
+    assert "Traceback" not in result.stderr
