@@ -98,7 +98,8 @@ def test_jobs_bench_prints_its_table_with_exact_request_counts() -> None:
     assert [(row[0], row[1], row[2]) for row in rows] == [("300", "50", "2"), ("1000", "50", "2")]
     # Jobs of some 18 KB: a first page of 10, then pages of RUNLOOP_EXPORTER_JOBS_PAGE_SIZE (100).
     assert [int(row[3]) for row in rows] == [4, 11]
-    assert all(row[10] == "1" for row in rows)  # steady, 5 live jobs at the top: one request
+    assert all(row[11] == "1" for row in rows)  # steady, 5 live jobs at the top: one request
+    assert all(float(row[8]) > 0 and float(row[9]) >= float(row[10]) > 0 for row in rows)  # cpu/GB, RSS
     assert "Traceback" not in result.stderr
 
 
