@@ -28,7 +28,7 @@ def test_scale_bench_prints_its_table() -> None:
     rows = [
         row
         for row in (line.split() for line in result.stdout.splitlines())
-        if len(row) == 7 and row[0].isdigit() and row[1] in ("incremental", "full")
+        if len(row) == 8 and row[0].isdigit() and row[1] in ("incremental", "full")
     ]
     assert [row[1] for row in rows] == ["incremental", "full"]
     incremental, full = rows
