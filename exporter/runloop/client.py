@@ -256,7 +256,7 @@ class RunloopClient:
         *,
         max_bytes: int = MAX_BODY_BYTES,
     ) -> Page:
-        """One page of a list endpoint, its records decoded one by one (see exporter.runloop.decode)."""
+        """One page of a list endpoint, its records decoded but not validated (exporter.runloop.decode)."""
         content = self._get(endpoint, endpoint, params, deadline, max_bytes=max_bytes)
         if content is None:  # only a lookup takes a 404 for an answer
             raise ApiError(f"{endpoint}: unexpected HTTP 404", 404)
