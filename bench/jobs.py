@@ -5,6 +5,9 @@ newest first, a few live ones at the top) runs in this process and answers at 50
 the exporter side (`bench.jobs_probe`) runs in a child process so that its peak RSS is its own. The child
 backfills the job listing (a full read, as at start-up) with the settings' defaults, then runs one steady
 sync. The simulator serves ended jobs from a template per variant (`JobStore._body`), so it keeps up.
+`cpu_s` is the exporter's CPU time (user + system) during the backfill and `cpu_s/GB` the same per GB of
+job pages read (decoding and reducing them: what exporter/runloop/decode.py is for); `peakRSS_MB` is
+the exporter's peak RSS (VmHWM) and `import` what it was after its imports, before the first request.
 
 Transfer: `--mb-per-s` (0 by default: loopback speed) adds the body's transfer time to each answer. The
 backfill reads its pages one after another, so its time at a given rate is the measured time plus bytes
@@ -49,6 +52,11 @@ class Result:
     @property
     def at_rate_s(self) -> float:
         return self.seconds + self.bytes / RATE
+
+    @property
+    def cpu_per_gb(self) -> float:
+        """CPU seconds of the exporter per GB of job pages read: what decoding and reducing them costs."""
+        return self.cpu_s / (self.bytes / 1e9) if self.bytes else float("nan")
 
 
 def _verdict(seconds: float) -> str:
@@ -124,13 +132,14 @@ def main(argv: list[str]) -> int:
     print(f"latency {low:g} to {high:g} ms a request, transfer at {rate}; {LIVE} live jobs at the top")
     print(
         f"{'jobs':>7} {'scen':>4} {'agents':>6} {'requests':>8} {'GB read':>7} {'time_s':>7} "
-        f"{'at20MB/s':>8} {'cpu_s':>6} {'RSS_MB':>6} {'import':>6} {'steady':>6} {'1800s':>6} {'1800s@20':>8}"
+        f"{'at20MB/s':>8} {'cpu_s':>6} {'cpu_s/GB':>8} {'peakRSS_MB':>10} {'import':>6} {'steady':>6} "
+        f"{'1800s':>6} {'1800s@20':>8}"
     )
     for size in (int(s) for s in args.sizes.split(",")):
         r = measure(size, args.scenarios, args.agents, latency)
         print(
             f"{r.jobs:>7} {r.scenarios:>4} {r.agents:>6} {r.requests:>8} {r.bytes / 1e9:>7.2f} "
-            f"{r.seconds:>7.1f} {r.at_rate_s:>8.1f} {r.cpu_s:>6.1f} {r.rss_mb:>6.1f} "
+            f"{r.seconds:>7.1f} {r.at_rate_s:>8.1f} {r.cpu_s:>6.1f} {r.cpu_per_gb:>8.2f} {r.rss_mb:>10.1f} "
             f"{r.rss_import_mb:>6.1f} {r.steady_requests:>6} {_verdict(r.seconds):>6} "
             f"{_verdict(r.at_rate_s if not args.mb_per_s else r.seconds):>8}",
             flush=True,

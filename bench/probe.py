@@ -1,6 +1,6 @@
 """The exporter side of the scale benchmark, in its own process; driven line by line on stdin.
 
-Commands: `backfill` (prints seconds), `sync` (prints requests sent), `serve` (prints a port serving the
+Commands: `backfill` (prints seconds, then CPU seconds), `sync` (prints requests sent), `serve` (prints a port serving the
 current snapshot), `rss` (prints peak RSS in MB).
 """
 
@@ -40,9 +40,9 @@ def main(url: str, mode: str, page_size: int) -> None:
     for line in sys.stdin:
         command = line.strip()
         if command == "backfill":
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             snapshot = sync.run()
-            print(f"{time.perf_counter() - started:.3f}", flush=True)
+            print(f"{time.perf_counter() - started:.3f} {time.process_time() - cpu:.3f}", flush=True)
         elif command == "sync":
             before = requests_sent(telemetry)
             snapshot = sync.run()

@@ -4,7 +4,9 @@ The simulator (one World with 1,000 benchmarks, answering at `--latency-ms` plus
 process; the exporter side runs in a child process (`bench.probe`) so that its max RSS is its own. For each history size and each mode the
 child backfills, runs a steady sync with nothing changed, then a sync after 100 changes (50 running runs
 finish, 25 start, 25 appear already finished), serves the snapshot on 127.0.0.1 and this process times
-scrapes of it. Prints one table, then the ratio full / incremental.
+scrapes of it. Prints one table, then the ratio full / incremental. `backfill_s` is the backfill's time
+and `cpu_s` the exporter's CPU time over it (decoding and validating every run, on a shared machine a
+steadier figure than the time).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Result:
     steady_requests: int
     changed_requests: int
     backfill_s: float
+    backfill_cpu_s: float
     max_rss_mb: float
     scrape_median_ms: float
 
@@ -83,7 +86,7 @@ def measure(history: int, mode: str, benchmarks: int, page_size: int, latency_ms
             child.stdin.flush()
             return child.stdout.readline().split()
 
-        backfill_s = float(ask("backfill")[0])
+        backfill_s, backfill_cpu_s = (float(x) for x in ask("backfill"))
         ask("sync")  # the first sync after a backfill
         steady = int(ask("sync")[0])
         change(world, running, benchmarks)
@@ -98,7 +101,9 @@ def measure(history: int, mode: str, benchmarks: int, page_size: int, latency_ms
         rss_mb = float(ask("rss")[0])
         child.stdin.close()
         child.wait(30)
-    return Result(history, mode, steady, changed, backfill_s, rss_mb, statistics.median(timings) * 1000)
+    return Result(
+        history, mode, steady, changed, backfill_s, backfill_cpu_s, rss_mb, statistics.median(timings) * 1000
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -114,7 +119,7 @@ def main(argv: list[str]) -> int:
     results: list[Result] = []
     header = (
         f"{'history':>9} {'mode':<12} {'req/steady':>10} {'req/100chg':>10} "
-        f"{'backfill_s':>10} {'maxRSS_MB':>9} {'scrape_ms':>9}"
+        f"{'backfill_s':>10} {'cpu_s':>6} {'maxRSS_MB':>9} {'scrape_ms':>9}"
     )
     print(header)
     for history in sizes:
@@ -123,7 +128,7 @@ def main(argv: list[str]) -> int:
             results.append(r)
             print(
                 f"{r.history:>9} {r.mode:<12} {r.steady_requests:>10} {r.changed_requests:>10} "
-                f"{r.backfill_s:>10.2f} {r.max_rss_mb:>9.1f} {r.scrape_median_ms:>9.2f}",
+                f"{r.backfill_s:>10.2f} {r.backfill_cpu_s:>6.1f} {r.max_rss_mb:>9.1f} {r.scrape_median_ms:>9.2f}",
                 flush=True,
             )
     print("\nratio full / incremental (requests per sync):")

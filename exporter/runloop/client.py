@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import email.utils
-import json
 import math
 import random
 import threading
@@ -27,10 +26,10 @@ from typing import Any
 import httpx
 
 from exporter import __version__
+from exporter.runloop.decode import Record, Wire
 from exporter.runloop.errors import (
     ApiError,
     AuthError,
-    BadResponseError,
     CancelledError,
     PaginationError,
     RateLimitedError,
@@ -39,6 +38,8 @@ from exporter.runloop.errors import (
     ShutdownError,
     TransientError,
 )
+from exporter.runloop.jobs import JobRecord
+from exporter.runloop.models import BenchmarkRecord, RunRecord
 from exporter.runloop.politeness import GateTimeoutError, Lane, RequestGate
 
 RUNS_PATH = "/v1/benchmark_runs"
@@ -61,6 +62,11 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 # much lower than MAX_BODY_BYTES keeps the memory of one parsed page small.
 MAX_JOB_BODY_BYTES = 16 * 1024 * 1024
 
+# How each endpoint's answers are decoded: typed records of only the fields used (exporter.runloop.decode).
+RUNS = Wire("runs", RunRecord)
+BENCHMARKS = Wire("benchmarks", BenchmarkRecord)
+JOBS = Wire("jobs", JobRecord)
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -78,12 +84,16 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a list endpoint, records still raw JSON (validated later, one by one)."""
+    """One page of a list endpoint, its records decoded but not validated (that is done one by one).
+
+    A record is typed (a `Record` of only the fields the exporter reads) or, when it did not fit those
+    types, plain JSON as json.loads gives it: parse_run, parse_job and record_id take either.
+    """
 
     records: list[Any]
     has_more: bool
     total_count: int | None
-    body_bytes: int = 0  # size of the body it came in (set for job pages, which are sized by it)
+    body_bytes: int = 0  # size of the body it came in (job pages are sized by it)
 
 
 RequestHook = Callable[[str, str], None]
@@ -141,7 +151,6 @@ class RunloopClient:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.gate: RequestGate | Lane = gate or RequestGate(64, 1000.0, stop=self._stop)
         self._count_lock = threading.Lock()
-        self._sizes = threading.local()  # size of the last body each thread read
         self.requests = 0  # HTTP attempts sent, for the per-sync log line and tests
         self._http = httpx.Client(
             base_url=base_url,
@@ -159,7 +168,6 @@ class RunloopClient:
         twin.gate = gate
         twin.requests = 0
         twin._count_lock = threading.Lock()
-        twin._sizes = threading.local()
         return twin
 
     def close(self) -> None:
@@ -182,7 +190,7 @@ class RunloopClient:
         params = _listing_query(
             limit, starting_after, include_total_count, state=state, benchmark_id=benchmark_id
         )
-        return _page(self._get_json(RUNS_PATH, RUNS_PATH, params, deadline), "runs")
+        return self._list(RUNS_PATH, params, deadline, RUNS)
 
     def iter_runs_pages(
         self,
@@ -216,19 +224,17 @@ class RunloopClient:
 
         def fetch(cursor: str | None, first: bool) -> Page:
             params = _listing_query(page_size, cursor, include_total_count=False)
-            return _page(self._get_json(BENCHMARKS_PATH, BENCHMARKS_PATH, params, deadline), "benchmarks")
+            return self._list(BENCHMARKS_PATH, params, deadline, BENCHMARKS)
 
         return _paginate(fetch, page_size, None)
 
     def get_run(self, run_id: str, *, deadline: float | None = None) -> Any | None:
-        """`GET /v1/benchmark_runs/{id}`: the raw run, or None when it no longer exists."""
-        return self._get_json(RUN_PATH, f"{RUNS_PATH}/{_quote(run_id)}", None, deadline, allow_404=True)
+        """`GET /v1/benchmark_runs/{id}`: the run (decoded, not validated), or None when it no longer exists."""
+        return self._one(RUN_PATH, f"{RUNS_PATH}/{_quote(run_id)}", deadline, RUNS)
 
     def get_benchmark(self, benchmark_id: str, *, deadline: float | None = None) -> Any | None:
-        """`GET /v1/benchmarks/{id}`: the raw benchmark, or None when it does not exist."""
-        return self._get_json(
-            BENCHMARK_PATH, f"{BENCHMARKS_PATH}/{_quote(benchmark_id)}", None, deadline, allow_404=True
-        )
+        """`GET /v1/benchmarks/{id}`: the benchmark (decoded, not validated), or None when it does not exist."""
+        return self._one(BENCHMARK_PATH, f"{BENCHMARKS_PATH}/{_quote(benchmark_id)}", deadline, BENCHMARKS)
 
     def list_jobs(
         self,
@@ -240,20 +246,44 @@ class RunloopClient:
     ) -> Page:
         """One page of `GET /v1/benchmark_jobs` (no state filter exists), read under MAX_JOB_BODY_BYTES."""
         params = _listing_query(limit, starting_after, include_total_count)
-        body = self._get_json(JOBS_PATH, JOBS_PATH, params, deadline, max_bytes=MAX_JOB_BODY_BYTES)
-        page = _page(body, "jobs")
-        return Page(page.records, page.has_more, page.total_count, getattr(self._sizes, "last", 0))
+        return self._list(JOBS_PATH, params, deadline, JOBS, max_bytes=MAX_JOB_BODY_BYTES)
 
     def get_job(self, job_id: str, *, deadline: float | None = None) -> Any | None:
-        """`GET /v1/benchmark_jobs/{id}`: the raw job, or None when it no longer exists."""
-        return self._get_json(
-            JOB_PATH,
-            f"{JOBS_PATH}/{_quote(job_id)}",
-            None,
-            deadline,
-            allow_404=True,
-            max_bytes=MAX_JOB_BODY_BYTES,
+        """`GET /v1/benchmark_jobs/{id}`: the job (decoded, not validated), or None when it no longer exists."""
+        return self._one(
+            JOB_PATH, f"{JOBS_PATH}/{_quote(job_id)}", deadline, JOBS, max_bytes=MAX_JOB_BODY_BYTES
         )
+
+    # --- decoding --------------------------------------------------------------------------------
+
+    def _list(
+        self,
+        endpoint: str,
+        params: dict[str, Any],
+        deadline: float | None,
+        wire: Wire[Any],
+        *,
+        max_bytes: int = MAX_BODY_BYTES,
+    ) -> Page:
+        """One page of a list endpoint, its records decoded but not validated (exporter.runloop.decode)."""
+        content = self._get(endpoint, endpoint, params, deadline, max_bytes=max_bytes)
+        if content is None:  # only a lookup takes a 404 for an answer
+            raise ApiError(f"{endpoint}: unexpected HTTP 404", 404)
+        records, has_more, total = wire.page(content, endpoint)
+        return Page(records, has_more, total, len(content))
+
+    def _one(
+        self,
+        endpoint: str,
+        path: str,
+        deadline: float | None,
+        wire: Wire[Any],
+        *,
+        max_bytes: int = MAX_BODY_BYTES,
+    ) -> Any | None:
+        """One record by id, decoded; None when the API answers 404."""
+        content = self._get(endpoint, path, None, deadline, allow_404=True, max_bytes=max_bytes)
+        return None if content is None else wire.record(content, endpoint)
 
     # --- transport -------------------------------------------------------------------------------
 
@@ -285,7 +315,7 @@ class RunloopClient:
             raise held
         self._wait(wait, held, deadline)
 
-    def _get_json(
+    def _get(
         self,
         endpoint: str,
         path: str,
@@ -294,8 +324,10 @@ class RunloopClient:
         *,
         allow_404: bool = False,
         max_bytes: int = MAX_BODY_BYTES,
-    ) -> Any:
-        """One GET, retried: each attempt waits out any shared pause, then takes a request slot."""
+    ) -> bytes | None:
+        """One GET, retried: each attempt waits out any shared pause, then takes a request slot.
+
+        The answer's body, or None for a 404 when `allow_404`."""
         attempt = 0
         cause: TransientError | None = None  # the error being retried, if any
         while True:
@@ -338,8 +370,8 @@ class RunloopClient:
         *,
         allow_404: bool,
         max_bytes: int,
-    ) -> Any:
-        """One attempt, in a request slot: the answer's JSON, or what went wrong as the client's errors."""
+    ) -> bytes | None:
+        """One attempt, in a request slot: the answer's body, or what went wrong as the client's errors."""
         timeout = self._timeout_s
         if deadline is not None:
             timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
@@ -383,11 +415,7 @@ class RunloopClient:
             raise TransientError(f"{endpoint}: HTTP {status}", _bounded(parse_retry_after(response.headers)))
         if status != 200:
             raise ApiError(f"{endpoint}: unexpected HTTP {status}", status)
-        self._sizes.last = len(content)
-        try:
-            return json.loads(content)
-        except (ValueError, UnicodeDecodeError):
-            raise BadResponseError(f"{endpoint}: the body is not valid JSON") from None
+        return content
 
     def _read_body(self, response: httpx.Response, deadline: float | None, max_bytes: int) -> bytes:
         """The body, checked against the deadline chunk by chunk.
@@ -473,7 +501,10 @@ def _quote(segment: str) -> str:
 
 
 def record_id(record: Any) -> str | None:
-    """The id of a listed record, if it has a usable one (whether or not the rest of it is valid)."""
+    """The id of a listed record, typed or plain JSON, if it has a usable one (whether or not the rest
+    of it is valid)."""
+    if isinstance(record, Record):
+        return record.id or None
     if isinstance(record, dict):
         value = record.get("id")
         if isinstance(value, str) and value:
@@ -483,18 +514,3 @@ def record_id(record: Any) -> str | None:
 
 def _last_id(records: list[Any]) -> str | None:
     return next((rid for rid in map(record_id, reversed(records)) if rid is not None), None)
-
-
-def _page(body: Any, key: str) -> Page:
-    if not isinstance(body, dict):
-        raise BadResponseError("the list body is not a JSON object")
-    records = body.get(key)
-    has_more = body.get("has_more")
-    total = body.get("total_count")
-    if not isinstance(records, list):
-        raise BadResponseError(f"the list body has no '{key}' array")
-    if not isinstance(has_more, bool):
-        raise BadResponseError("the list body has no boolean 'has_more'")
-    if isinstance(total, bool) or not isinstance(total, int | None):
-        total = None
-    return Page(records=records, has_more=has_more, total_count=total)

@@ -302,12 +302,13 @@ class JobStore:
             self.raw.pop(job.slot, None)
             self._world.touch()
 
-    def add_raw(self, record: Any) -> None:
-        """Serve any JSON value as a job in the listing (bad-data tests)."""
+    def add_raw(self, record: Any, *, job_id: str | None = None) -> None:
+        """Serve any JSON value as a job in the listing (bad-data tests); `bytes` are served verbatim, as
+        JSON text no dict can hold (a duplicated key, NaN, invalid UTF-8), listed under `job_id`."""
         with self._lock:
             slot = self._next
             self._next += 1
-            rid = record.get("id") if isinstance(record, dict) else None
+            rid = record.get("id") if isinstance(record, dict) else job_id
             job = SimJob(
                 id=rid if isinstance(rid, str) else f"raw_{slot}",
                 slot=slot,
@@ -326,11 +327,11 @@ class JobStore:
             self._jobs.setdefault(job.id, job)
             self._by_slot[slot] = job
             self._slots.append(slot)
-            self.raw[slot] = json.loads(json.dumps(record))
+            self.raw[slot] = record if isinstance(record, bytes) else json.loads(json.dumps(record))
             self._world.touch()
 
     def views(self) -> list[dict[str, Any]]:
-        """Every job's view, in list order (for oracles in tests)."""
+        """Every job's view, in list order (for oracles in tests; a verbatim body as its bytes)."""
         with self._lock:
             return [self._view(slot) for slot in self._ordered()]
 
@@ -387,6 +388,8 @@ class JobStore:
         (everything but ids, name and time) with those filled in: serving 100,000 heavy jobs then costs
         joins of bytes, not building and dumping millions of dicts."""
         job = self._by_slot.get(slot)
+        if isinstance(self.raw.get(slot), bytes):
+            return bytes(self.raw[slot])
         if job is None or slot in self.raw or job.state not in TERMINAL:
             return json.dumps(self._view(slot), separators=(",", ":")).encode()
         key = (

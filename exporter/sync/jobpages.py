@@ -17,8 +17,8 @@ from exporter.runloop.jobs import Job
 from exporter.sync.recheck import Recheck
 
 TARGET_PAGE_BYTES = 6 * 1024 * 1024
-"""Bytes a page of jobs should weigh: 6 MB parse into some 25 MB of objects, briefly, and keep a backfill of
-100,000 heavy jobs under 150 MB peak RSS (`./dev bench jobs`; 8 MB pages peak near 142 MB)."""
+"""Bytes a page of jobs should weigh: 6 MB decode into a few MB of typed records, briefly (some 25 MB of
+dicts with json.loads), and keep a backfill of heavy jobs near 73 MB peak RSS (`./dev bench jobs`)."""
 FIRST_LIMIT = 10
 """Jobs asked in the first page of a read, before their weight is known."""
 

@@ -16,6 +16,7 @@ import structlog
 
 from exporter.runloop.client import RunloopClient
 from exporter.runloop.errors import CancelledError, RunloopError, ShutdownError
+from exporter.runloop.models import benchmark_fields
 from exporter.sync.config import MAX_LIMIT
 
 log = structlog.get_logger("exporter.sync")
@@ -118,8 +119,8 @@ class BenchmarkNames:
     def _fetch(self, benchmark_id: str, deadline: float | None) -> str | None:
         """`GET /v1/benchmarks/{id}` and cache the answer: the name, or that there is none to have."""
         body = self._client.get_benchmark(benchmark_id, deadline=deadline)
-        name = body.get("name") if isinstance(body, dict) else None
-        if isinstance(name, str):
+        _, name = benchmark_fields(body)
+        if name is not None:
             self._names[benchmark_id] = name
             return name
         self._unnamed.add(benchmark_id)
@@ -133,13 +134,10 @@ class BenchmarkNames:
         try:
             for page in self._client.iter_benchmark_pages(page_size=MAX_LIMIT, deadline=deadline):
                 for record in page.records:
-                    if (
-                        isinstance(record, dict)
-                        and isinstance(record.get("id"), str)
-                        and isinstance(record.get("name"), str)
-                    ):
-                        self._names[record["id"]] = record["name"]
-                        self._unnamed.discard(record["id"])
+                    listed_id, name = benchmark_fields(record)
+                    if listed_id is not None and name is not None:
+                        self._names[listed_id] = name
+                        self._unnamed.discard(listed_id)
         except ShutdownError:
             raise
         except RunloopError as exc:

@@ -28,7 +28,7 @@ def test_scale_bench_prints_its_table() -> None:
     rows = [
         row
         for row in (line.split() for line in result.stdout.splitlines())
-        if len(row) == 7 and row[0].isdigit() and row[1] in ("incremental", "full")
+        if len(row) == 8 and row[0].isdigit() and row[1] in ("incremental", "full")
     ]
     assert [row[1] for row in rows] == ["incremental", "full"]
     incremental, full = rows
@@ -98,7 +98,27 @@ def test_jobs_bench_prints_its_table_with_exact_request_counts() -> None:
     assert [(row[0], row[1], row[2]) for row in rows] == [("300", "50", "2"), ("1000", "50", "2")]
     # Jobs of some 18 KB: a first page of 10, then pages of RUNLOOP_EXPORTER_JOBS_PAGE_SIZE (100).
     assert [int(row[3]) for row in rows] == [4, 11]
-    assert all(row[10] == "1" for row in rows)  # steady, 5 live jobs at the top: one request
+    assert all(row[11] == "1" for row in rows)  # steady, 5 live jobs at the top: one request
+    assert all(float(row[8]) > 0 and float(row[9]) >= float(row[10]) > 0 for row in rows)  # cpu/GB, RSS
+    assert "Traceback" not in result.stderr
+
+
+def test_decode_bench_prints_its_table_and_typed_records_hold_less() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "decode", "--scenarios", "40", "--agents", "2", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    tables = result.stdout.split("a page of ")[1:]
+    assert [table.split()[1] for table in tables] == ["jobs,", "runs,"]
+    for table in tables:
+        rows = {line[:32].strip(): line[32:].split() for line in table.splitlines()[2:] if line.strip()}
+        assert {"json.loads", "msgspec, typed records", "msgspec, typed, split"} <= set(rows)
+        assert all(len(row) == 3 for row in rows.values())
+        # Memory, not time: typed records of only the fields used allocate less than json.loads' dicts.
+        assert float(rows["msgspec, typed records"][2]) < float(rows["json.loads"][2])
     assert "Traceback" not in result.stderr
 
 

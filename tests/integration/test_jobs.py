@@ -435,6 +435,68 @@ def test_invalid_jobs_are_counted_and_logged_once_without_their_data() -> None:
     assert actual == pytest.approx(expected)
 
 
+def test_jobs_of_shapes_new_to_a_typed_decoder_are_decided_as_before_each_alone() -> None:
+    """A number where a string was, a null, a huge integer, NaN: that job alone is invalid, counted and
+    logged once; an extra field is ignored and a duplicated key keeps its last value (exporter/runloop/
+    decode.py); every other job is counted. Invalid UTF-8 is no JSON: the page is refused, as before."""
+    world = World(seed=5)
+    good = seed(world, 4)
+    view = json.loads(world.jobs.get(good[0]) or b"")
+
+    def job(job_id: str, **changes: Any) -> dict[str, Any]:
+        return {**view, "id": job_id, "name": "SECRET-NAME", **changes}
+
+    outcome = {**view["benchmark_outcomes"][0], "average_score": None}
+    valid = [json.loads(world.jobs.get(jid) or b"") for jid in good]
+    for record, reason in [
+        (job("bmj_number", state=5), "job_invalid_state"),
+        (job("bmj_null_time", create_time_ms=None), "job_invalid_create_time"),
+        (job("bmj_huge_time", create_time_ms=10**400), "job_invalid_create_time"),
+        (job("bmj_null_score", benchmark_outcomes=[outcome]), None),
+        (job("bmj_extra", in_the_future={"deep": [1, None]}), None),
+    ]:
+        world.jobs.add_raw(record)
+        if reason is None:
+            valid.append(record)
+    twice = job("bmj_twice", state="running")
+    world.jobs.add_raw(json.dumps(twice).encode()[:-1] + b', "state": "failed"}', job_id="bmj_twice")
+    valid.append({**twice, "state": "failed"})
+    nan = b'{"id": "bmj_nan", "state": "completed", "create_time_ms": 1, "name": "SECRET-NAME", '
+    world.jobs.add_raw(
+        nan + b'"benchmark_outcomes": [{"agent_name": "a", "average_score": NaN}]}', job_id="bmj_nan"
+    )
+    with Simulator(world) as sim:
+        sync, _, telemetry = build(sim.url)
+        with capture_logs() as logs:
+            sync.run()
+            sync.run()
+            snapshot = sync.run()
+        value = telemetry.registry.get_sample_value
+        reasons = {"job_invalid_state": 1, "job_invalid_create_time": 2, "job_invalid_outcome": 1}
+        for reason, count in reasons.items():
+            assert value("runloop_exporter_invalid_records_total", {"reason": reason}) == count, reason
+        skipped = [e for e in logs if e["event"] == "skipped an invalid benchmark job record"]
+        assert sorted(e["job_id"] for e in skipped) == [
+            "bmj_huge_time",
+            "bmj_nan",
+            "bmj_null_time",
+            "bmj_number",
+        ]
+        assert "SECRET" not in repr(logs)
+        actual, expected = shown(snapshot), expected_job_samples(valid)
+        assert actual == pytest.approx(expected)
+
+        world.jobs.add_raw(
+            json.dumps(job("bmj_latin1")).encode().replace(b"SECRET-NAME", b"caf\xe9"), job_id="x"
+        )
+        with capture_logs() as logs:
+            after = sync.run()
+        assert after.jobs == snapshot.jobs  # the last figures kept
+        assert value("runloop_exporter_jobs_available") == 0
+        failed = [e for e in logs if e["event"] == "benchmark jobs sync failed; keeping the last figures"]
+        assert [e["error_type"] for e in failed] == ["BadResponseError"]
+
+
 def test_caps_fold_pairs_and_exception_types_into_other_and_count_them() -> None:
     world = World(seed=2)
     for i in range(6):

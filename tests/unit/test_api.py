@@ -13,7 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.runloop.client import MAX_BODY_BYTES, USER_AGENT, RetryPolicy, RunloopClient, parse_retry_after
+from exporter.runloop.client import (
+    MAX_BODY_BYTES,
+    USER_AGENT,
+    RetryPolicy,
+    RunloopClient,
+    parse_retry_after,
+    record_id,
+)
 from exporter.runloop.errors import (
     ApiError,
     AuthError,
@@ -59,8 +66,8 @@ def listing(pages: list[tuple[list[dict[str, Any]], bool]]) -> Callable[[httpx.R
     return handler
 
 
-def read_all(client: RunloopClient, page_size: int) -> list[str]:
-    return [r["id"] for page in client.iter_runs_pages(page_size=page_size) for r in page.records]
+def read_all(client: RunloopClient, page_size: int) -> list[str | None]:
+    return [record_id(r) for page in client.iter_runs_pages(page_size=page_size) for r in page.records]
 
 
 def test_auth_and_user_agent_headers() -> None:
@@ -151,6 +158,16 @@ def test_has_more_forever_is_bounded_by_total_count() -> None:
     with pytest.raises(PaginationError, match="more than the listing can hold"):
         list(client.iter_runs_pages(page_size=1, include_total_count=True))
     assert len(seen) == 8  # 2 * ceil(3 / 1) + 2
+
+
+@pytest.mark.parametrize(
+    "total", [10**400, 2**31, True, "3", 1.5], ids=["10**400", "2**31", "true", "str", "float"]
+)
+def test_a_total_count_no_listing_can_have_is_taken_as_none(total: object) -> None:
+    body = {"runs": runs("r1", "r2"), "has_more": False, "total_count": total}
+    client, _ = client_for(lambda r: httpx.Response(200, json=body))
+    pages = list(client.iter_runs_pages(page_size=2, include_total_count=True))  # no OverflowError
+    assert [(len(p.records), p.total_count) for p in pages] == [(2, None)]
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -120,6 +120,9 @@ def test_cancelled_with_two_ls_is_terminal_and_unknown_states_are_live() -> None
             "job_invalid_outcome",
         ),
         (good_job(benchmark_outcomes=[{"n_completed": 1}]), "job_invalid_outcome"),
+        (good_job(create_time_ms=10**400), "job_invalid_create_time"),
+        (good_job(benchmark_outcomes=[{"agent_name": "a", "average_score": 10**400}]), "job_invalid_outcome"),
+        (good_job(benchmark_outcomes=[{"agent_name": "a", "n_failed": 10**400}]), "job_invalid_outcome"),
     ],
 )
 def test_invalid_jobs_are_reported_not_raised(record: Any, reason: str) -> None:

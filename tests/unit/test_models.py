@@ -122,3 +122,22 @@ def test_integral_float_start_time_is_accepted() -> None:
     run = parse_run(record(start_time_ms=1.7e12))
     assert isinstance(run, Run)
     assert run.start_ms == 1_700_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("rec", "reason"),
+    [
+        (record(score=10**400), "invalid_score"),  # past any float: outside 0..1, not an OverflowError
+        (record(score=-(10**400)), "invalid_score"),
+        (record(start_time_ms=2**63), "invalid_start_time"),  # past int64, the API's format
+        (record(start_time_ms=10**400), "invalid_start_time"),
+        (record(duration_ms=10**400), "invalid_duration"),
+    ],
+)
+def test_a_huge_integer_is_an_invalid_record_not_an_exception(rec: Any, reason: str) -> None:
+    result = parse_run(rec)
+    assert isinstance(result, Invalid)
+    assert result.reason == reason
+    run = parse_run(record(start_time_ms=2**63 - 1))
+    assert isinstance(run, Run)
+    assert run.start_ms == 2**63 - 1
