@@ -12,7 +12,7 @@ Polling /metrics every 0.25 s, it prints per latency:
 - `old_runs_s`, `old_jobs_s`: the oldest the run and jobs figures got while watched (now minus the
   part's last successful sync), and how many intervals that is;
 - `req_h`, `GB_h`: requests and GB an hour at rest at the defaults (60 s interval, runs reconciled every
-  hour, jobs every day): the steady requests per cycle measured in the watch window outside any full
+  hour, jobs every day): the steady requests per cycle of each part measured in the watch window outside its own full
   read, times 60 cycles, plus one full read of the runs and 1/24 of one of the jobs, as measured at
   start;
 - `RSS_MB`: the exporter's peak RSS.
