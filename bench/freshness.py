@@ -12,7 +12,7 @@ Polling /metrics every 0.25 s, it prints per latency:
 - `old_runs_s`, `old_jobs_s`: the oldest the run and jobs figures got while watched (now minus the
   part's last successful sync), and how many intervals that is;
 - `req_h`, `GB_h`: requests and GB an hour at rest at the defaults (60 s interval, runs reconciled every
-  hour, jobs every day): the steady requests per cycle measured in the watch window outside any full
+  hour, jobs every day): the steady requests per cycle of each part measured in the watch window outside its own full
   read, times 60 cycles, plus one full read of the runs and 1/24 of one of the jobs, as measured at
   start;
 - `RSS_MB`: the exporter's peak RSS.
@@ -96,7 +96,7 @@ def scrape(http: httpx.Client, url: str) -> dict[str, float]:
             ):
                 out[sample.name] = sample.value
             elif sample.name == "runloop_exporter_read_progress_ratio":
-                out["reading"] = 1.0
+                out[f"reading_{sample.labels['part']}"] = 1.0
             elif sample.name == "runloop_benchmark_jobs":
                 out["jobs_shown"] = 1.0
     return out
@@ -190,7 +190,8 @@ def _steady(
     last: dict[str, tuple[float, int]],
     steady: dict[str, list[int]],
 ) -> None:
-    """Requests per cycle of each part while no full read goes on (a median of them is the steady cost)."""
+    """Requests per cycle of each part while none of its full reads goes on (their median is its steady
+    cost)."""
     counts = {
         "runs": sum(1 for r in sim.requests if not r.path.startswith(JOBS_PATH)),
         "jobs": sum(1 for r in sim.requests if r.path.startswith(JOBS_PATH)),
@@ -201,7 +202,7 @@ def _steady(
     ):
         cycles = figures.get(name, 0.0)
         previous = last.get(part)
-        if previous is not None and cycles == previous[0] + 1 and "reading" not in figures:
+        if previous is not None and cycles == previous[0] + 1 and f"reading_{part}" not in figures:
             steady[part].append(counts[part] - previous[1])
         if previous is None or cycles != previous[0]:
             last[part] = (cycles, counts[part])
