@@ -123,6 +123,7 @@ def build_client(
         retry=retry,
         on_request=telemetry.count_request,
         on_rate_limited=telemetry.rate_limited.inc,
+        on_latency=telemetry.time_request,
         stop=stop,
         gate=RequestGate(settings.max_concurrent_requests, settings.max_requests_per_second, stop=stop),
     )

@@ -53,7 +53,8 @@ def test_package_cli_and_build_info_give_the_pyproject_version() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"runloop-exporter {VERSION}"
     registry = Telemetry().registry
-    assert registry.get_sample_value("runloop_exporter_build_info", {"version": VERSION}) == 1
+    labels = {"version": VERSION, "revision": "unknown"}  # a source tree knows no commit (the image does)
+    assert registry.get_sample_value("runloop_exporter_build_info", labels) == 1
 
 
 def test_chart_lock_and_version_script_agree_with_pyproject() -> None:
@@ -148,7 +149,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     )
     assert once.returncode == 0, once.stderr
     assert re.search(r"^runloop_benchmark_runs\{.*\} \d+", once.stdout, re.MULTILINE), once.stdout[:2000]
-    assert f'runloop_exporter_build_info{{version="{VERSION}"}} 1.0' in once.stdout
+    assert f'runloop_exporter_build_info{{revision="unknown",version="{VERSION}"}} 1.0' in once.stdout
 
 
 # --- workflows -----------------------------------------------------------------------------------------

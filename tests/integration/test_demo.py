@@ -25,3 +25,35 @@ def test_demo_serves_every_series_within_ten_seconds(tmp_path: Path) -> None:
         assert {"running", "completed", "failed", "canceled"} <= states
     finally:
         assert exporter.stop() == 0
+
+
+# Labels Prometheus sets on every target (job, instance) and the Prometheus Operator adds (endpoint: the
+# port's name, namespace, service, pod, container). With honor_labels false, which the chart's
+# ServiceMonitor keeps, a scraped label of one of these names is renamed exported_<name>, and every query
+# that names it reads the target's value instead: the dashboard's API panel once folded every path into
+# the port's name that way.
+TARGET_LABELS = {"job", "instance", "endpoint", "namespace", "service", "pod", "container"}
+
+
+def test_no_series_carries_a_label_the_scrape_sets(tmp_path: Path) -> None:
+    """Every series of a scrape with every optional label switched on: runs, jobs, self-metrics."""
+    exporter = Exporter(["--demo", "--metadata-labels", "agent,trigger", "--purpose-label", "true"]).start(
+        tmp_path
+    )
+    try:
+        wait_until(lambda: exporter.get("/readyz").status_code == 200, timeout=30, what="the demo's sync")
+        scraped = exporter.scrape()
+        names = {name for name, _ in scraped}
+        assert {
+            "runloop_benchmark_runs",
+            "runloop_agent_benchmark_runs",
+            "runloop_exporter_api_requests_total",
+        } <= names
+        labels = {label for _, label_set in scraped for label, _ in label_set}
+        assert {"benchmark_id", "metadata_agent", "purpose", "agent_name", "path"} <= labels, labels
+        clashes = {
+            (name, label) for name, label_set in scraped for label, _ in label_set if label in TARGET_LABELS
+        }
+        assert clashes == set()
+    finally:
+        assert exporter.stop() == 0

@@ -174,12 +174,9 @@ def test_every_series_matches_the_dataset_and_follows_changes(
     assert (sample(scraped, "runloop_exporter_last_successful_sync_timestamp_seconds") or 0) > NOW_MS / 1000
     assert (sample(scraped, "runloop_exporter_sync_duration_seconds_count") or 0) >= 1
     assert (
-        sample(scraped, "runloop_exporter_api_requests_total", endpoint="/v1/benchmark_runs", code="200") or 0
+        sample(scraped, "runloop_exporter_api_requests_total", path="/v1/benchmark_runs", code="200") or 0
     ) >= 5
-    assert (
-        sample(scraped, "runloop_exporter_api_requests_total", endpoint="/v1/benchmarks/{id}", code="404")
-        == 1
-    )
+    assert sample(scraped, "runloop_exporter_api_requests_total", path="/v1/benchmarks/{id}", code="404") == 1
     assert any(k[0] == "runloop_exporter_build_info" for k in scraped)
 
     # the world changes: runs finish and fail, new ones start, a new benchmark appears
