@@ -94,11 +94,11 @@ class AgentTotals:
 
 
 class JobsTotals:
-    """Figures over jobs, per agent key and per job state; add-only."""
+    """Figures over jobs, per agent key and per benchmark and job state; add-only."""
 
     def __init__(self, score_buckets: tuple[float, ...]) -> None:
         self.score_buckets = score_buckets
-        self.states: dict[str, int] = {}
+        self.states: dict[str | None, dict[str, int]] = {}  # benchmark (None: none) -> state -> jobs
         self.groups: dict[AgentKey, AgentTotals] = {}
         self.jobs = 0
 
@@ -113,7 +113,8 @@ class JobsTotals:
     def add(self, job: Job, caps: AgentCaps) -> None:
         """Count one job: its state, each outcome once, each run still running."""
         self.jobs += 1
-        self.states[job.state] = self.states.get(job.state, 0) + 1
+        states = self.states.setdefault(job.benchmark_id, {})
+        states[job.state] = states.get(job.state, 0) + 1
         for outcome in job.outcomes:
             totals = self.group(caps.key(job.benchmark_id, outcome.agent_name, outcome.model_name))
             totals.runs += 1
@@ -137,7 +138,7 @@ class JobsTotals:
     def copy(self) -> JobsTotals:
         """An independent copy."""
         out = JobsTotals(self.score_buckets)
-        out.states = dict(self.states)
+        out.states = {benchmark_id: dict(states) for benchmark_id, states in self.states.items()}
         out.groups = {key: totals.copy() for key, totals in self.groups.items()}
         out.jobs = self.jobs
         return out
@@ -161,9 +162,18 @@ class AgentView:
 class JobsSnapshot:
     """What /metrics shows of benchmark jobs between two syncs; never modified."""
 
-    states: Mapping[str, int]
+    by_benchmark: Mapping[str | None, Mapping[str, int]]  # jobs per state, per benchmark (None: none)
     groups: tuple[AgentView, ...]
     jobs: int
+
+    @property
+    def states(self) -> dict[str, int]:
+        """Jobs per state, over every benchmark."""
+        out: dict[str, int] = {}
+        for states in self.by_benchmark.values():
+            for state, count in states.items():
+                out[state] = out.get(state, 0) + count
+        return out
 
     def folded(self) -> dict[str, int]:
         """Benchmark runs under an `__other__` agent, and scenario failures under an `__other__` type."""
@@ -177,9 +187,14 @@ def build_jobs_snapshot(totals: JobsTotals, live: Iterable[Job], caps: AgentCaps
     merged = totals.copy()
     for job in live:
         merged.add(job, caps)
-    states = dict.fromkeys(JOB_STATES, 0)
-    for state, count in merged.states.items():
-        states[state] = states.get(state, 0) + count
+    # Every state of every benchmark that has jobs, and of jobs without a benchmark (always there, so
+    # the family says jobs are read even before the first job): a state at 0 is a series, not a gap.
+    by_benchmark: dict[str | None, dict[str, int]] = {}
+    for benchmark_id in sorted({None, *merged.states}, key=lambda bid: bid or ""):
+        states = dict.fromkeys(JOB_STATES, 0)
+        for state, count in merged.states.get(benchmark_id, {}).items():
+            states[state] = states.get(state, 0) + count
+        by_benchmark[benchmark_id] = states
     views = []
     for key in sorted(merged.groups, key=_sort_key):
         group = merged.groups[key]
@@ -195,7 +210,7 @@ def build_jobs_snapshot(totals: JobsTotals, live: Iterable[Job], caps: AgentCaps
                 last_time_s=None if group.last is None else group.last[0] / 1000,
             )
         )
-    return JobsSnapshot(states=states, groups=tuple(views), jobs=merged.jobs)
+    return JobsSnapshot(by_benchmark=by_benchmark, groups=tuple(views), jobs=merged.jobs)
 
 
 def _sort_key(key: AgentKey) -> tuple[str, str, str]:
