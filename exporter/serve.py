@@ -51,7 +51,11 @@ def serve(settings: Settings) -> int:
     stop = threading.Event()
     app = build(settings, stop=stop)
     telemetry = app.telemetry
-    state = State(lambda: render_registry(telemetry.registry), demo=app.demo is not None)
+    state = State(
+        lambda: render_registry(telemetry.registry),
+        demo=app.demo is not None,
+        self_metrics_openmetrics=lambda: render_registry(telemetry.registry, open_metrics=True),
+    )
     try:
         web = load_web_config(settings.web_config_file) if settings.web_config_file else None
     except WebConfigError as exc:
