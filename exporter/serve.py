@@ -1,4 +1,5 @@
-"""Serve mode (the default): sync on a schedule and serve the figures until SIGTERM or SIGINT."""
+"""Serve mode (the default): sync on a schedule and serve the figures until SIGTERM or SIGINT (SIGHUP is
+logged and otherwise ignored)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ log = structlog.get_logger("exporter")
 
 SHUTDOWN_GRACE_S = 3.0
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# SIGHUP asks a daemon to reload, and by default kills a Python process without a word. There is nothing
+# to reload by hand: the key file and the web config are re-read when they change. So it is logged, no more.
+RELOAD_SIGNAL = signal.SIGHUP
 
 
 class _ToStructlog(logging.Handler):
@@ -42,7 +46,7 @@ def serve(settings: Settings) -> int:
     # taken synchronously with sigwait below. A Python signal handler would have to set an Event, and
     # a second signal arriving while the main thread holds that Event's lock deadlocks the process:
     # a double Ctrl-C, or a SIGTERM relayed twice, would leave the exporter unkillable but by SIGKILL.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*STOP_SIGNALS, RELOAD_SIGNAL})
     configure(settings.log_format, settings.log_level)
     stdlib_handler = _ToStructlog()
     logging.getLogger("apscheduler").addHandler(stdlib_handler)
@@ -109,7 +113,11 @@ def serve(settings: Settings) -> int:
         demo=app.demo is not None,
         sync_interval_s=settings.interval_seconds,
     )
-    received = signal.sigwait(STOP_SIGNALS)
+    while (received := signal.sigwait({*STOP_SIGNALS, RELOAD_SIGNAL})) == RELOAD_SIGNAL:
+        log.info(
+            "SIGHUP received; nothing to reload: the API key file and the web config are re-read "
+            "when they change"
+        )
     stop.set()
 
     log.info("stopping", signal=signal.Signals(received).name)
