@@ -20,6 +20,7 @@ from exporter.http.server import CLOSE_REASONS, Limits
 from exporter.http.state import State
 from exporter.logs import REDACTOR
 from exporter.metrics.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps
+from exporter.metrics.budget import BENCHMARK_LABEL, BudgetHooks, SeriesBudget
 from exporter.metrics.filters import BenchmarkFilter
 from exporter.metrics.labels import FoldCounting, RunLabels, make_grouping
 from exporter.metrics.telemetry import Telemetry
@@ -169,7 +170,15 @@ def build_sync(settings: Settings, client: RunloopClient, telemetry: Telemetry) 
         sync = FoldCounting(sync, labels.names, telemetry.count_folded)
     if settings.jobs:
         sync = _with_jobs(settings, client, telemetry, sync, names, benchmarks=benchmarks)
-    return sync
+    telemetry.init_budget(
+        (BENCHMARK_LABEL, *labels.names, *((AGENT_LABEL, EXCEPTION_LABEL) if settings.jobs else ()))
+    )
+    hooks = BudgetHooks(
+        self_series=telemetry.own_series,
+        count_folded=telemetry.count_budget_folded,
+        set_series=telemetry.scrape_series.set,
+    )
+    return SeriesBudget(sync, settings.max_series, hooks)
 
 
 def _with_jobs(

@@ -105,6 +105,19 @@ class Telemetry:
             ["label"],
             registry=r,
         )
+        self.series_budget_folded = Counter(
+            "runloop_exporter_series_budget_folded_values",
+            "Label values folded into __other__ because the scrape would have passed "
+            "RUNLOOP_EXPORTER_MAX_SERIES, by label; each value once (it stays folded until a restart).",
+            ["label"],
+            registry=r,
+        )
+        self.scrape_series = Gauge(
+            "runloop_exporter_scrape_series",
+            "Series of a scrape after the last successful sync: the snapshot's, after any folding to the "
+            "series budget, and the exporter's own.",
+            registry=r,
+        )
         self.backlog = Gauge(
             "runloop_exporter_backlog_runs",
             "Runs known to have left their state whose outcome is not learned yet; they are still counted "
@@ -179,6 +192,19 @@ class Telemetry:
         """Show the folded-runs counter at 0 for every label that can fold."""
         for label in labels:
             self.label_values_folded.labels(label)
+
+    def init_budget(self, labels: Iterable[str]) -> None:
+        """Show the budget's folded-values counter at 0 for every label it may fold."""
+        for label in labels:
+            self.series_budget_folded.labels(label)
+
+    def count_budget_folded(self, label: str, values: int) -> None:
+        """Hook for SeriesBudget: label values newly folded to keep the scrape within its budget."""
+        self.series_budget_folded.labels(label).inc(values)
+
+    def own_series(self) -> int:
+        """How many series the exporter's own metrics make now (a few hundred)."""
+        return sum(len(family.samples) for family in self.registry.collect())
 
     def count_folded(self, label: str, runs: int) -> None:
         """Hook for FoldCounting: runs newly exported as `__other__` under `label`."""
