@@ -252,14 +252,16 @@ def test_leaderboard_mean_is_the_alerts_mean() -> None:
     alert = _flat(rule["expr"])
     refs = {t["refId"]: _flat(t["expr"]) for t in table["targets"]}
     for metric in ("runloop_agent_benchmark_run_score_sum", "runloop_agent_benchmark_run_score_count"):
-        delta = f"maxwithout(instance,pod)({metric})-minwithout(instance,pod)(min_over_time({metric}[7d]))"
+        baseline = "runloop:" + metric.removeprefix("runloop_") + ":min_over_time_7d"
+        delta = f"maxwithout(instance,pod)({metric})-{baseline}"
         assert delta in alert, f"the rule no longer reads {metric} this way: update the dashboard with it"
         assert delta in refs["B"], metric
     assert refs["B"].startswith("((maxwithout(instance,pod)(runloop_agent_benchmark_run_score_sum)")
     assert "/((maxwithout(instance,pod)(runloop_agent_benchmark_run_score_count)" in refs["B"]
     assert refs["A"].startswith("maxwithout(instance,pod)(runloop_agent_last_benchmark_run_score)")
     assert alert.startswith("maxwithout(instance,pod)(runloop_agent_last_benchmark_run_score)")
-    assert "min_over_time(runloop_agent_benchmark_run_score_count[7d])" in refs["C"]
+    assert "-runloop:agent_benchmark_run_score_count:min_over_time_7d" in refs["C"]
+    assert "[7d]" not in "".join(refs.values()), "the 7-day baselines are recorded by the rules"
     # One row per benchmark, agent and model: the three queries are merged into one table.
     assert [t["format"] for t in table["targets"]] == ["table"] * 3
     assert all(t["instant"] for t in table["targets"])

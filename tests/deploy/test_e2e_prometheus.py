@@ -45,10 +45,18 @@ BENCHMARKS = {"bmd_e2eAlpha0001": "alpha suite", "bmd_e2eBravo0002": "bravo suit
 # and the exporter stall for seconds at times, and with 1 s a scrape times out now and then. A failed scrape
 # marks every series stale, which resets the `for` of a pending alert.
 SCRAPE_S = 5
-# RunloopAgentScoreRegression's `for` in the rules this Prometheus loads: the rule file's own 5 minutes
-# would hold the suite for 5 minutes. Only that field differs (test_only_the_regression_hold_is_shortened);
-# promtool's unit tests (deploy/prometheus/alerts_test.yaml) check the real `for` of the real file.
+# The `for` of the alerts fired here, in the rules this Prometheus loads: the rule file's own 5 minutes
+# would hold the suite for 5 minutes each. Only these fields differ, with the baselines' group evaluated at
+# the global interval rather than once a minute (test_only_the_holds_are_shortened); promtool's unit tests
+# (deploy/prometheus/alerts_test.yaml) check the real `for` of the real file.
 REGRESSION_HOLD = "30s"
+FAILED_HOLD = "5s"
+SHORTENED = {
+    "RunloopAgentScoreRegression": REGRESSION_HOLD,
+    "RunloopBenchmarkRunFailed": FAILED_HOLD,
+    "RunloopBenchmarkJobFailed": FAILED_HOLD,
+}
+BASELINES_GROUP = "runloop-baselines"
 # What Grafana would put in: $__rate_interval is at least 4 scrape intervals.
 RATE_INTERVAL = f"{4 * SCRAPE_S}s"
 RANGE = "5m"
@@ -273,19 +281,20 @@ def _fill(expr: str, benchmark_regex: str) -> str:
     )
 
 
-def _regression_rule(groups: list[dict[str, Any]]) -> dict[str, Any]:
-    rules: list[dict[str, Any]] = [
-        r for g in groups for r in g["rules"] if r.get("alert") == "RunloopAgentScoreRegression"
-    ]
-    (rule,) = rules
-    return rule
+def _shorten(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for group in groups:
+        if group["name"] == BASELINES_GROUP:
+            del group["interval"]
+        for rule in group["rules"]:
+            if rule.get("alert") in SHORTENED:
+                rule["for"] = SHORTENED[rule["alert"]]
+    return groups
 
 
 def _e2e_groups() -> list[dict[str, Any]]:
-    """The rule file's groups, with RunloopAgentScoreRegression's `for` set to REGRESSION_HOLD."""
+    """The rule file's groups, with the holds of SHORTENED and the baselines at the global interval."""
     groups: list[dict[str, Any]] = yaml.safe_load(RULES_FILE.read_text())["groups"]
-    _regression_rule(groups)["for"] = REGRESSION_HOLD
-    return groups
+    return _shorten(groups)
 
 
 def _rules_for_e2e(tmp: Path) -> Path:
@@ -309,12 +318,22 @@ def _epoch(rfc3339: str) -> float:
 REGRESSION_HOLD_S = _seconds(REGRESSION_HOLD)
 
 
-def test_only_the_regression_hold_is_shortened() -> None:
-    """The e2e rules are the shipped rules but for one `for`, so the alerts fired here are the real ones."""
+def test_only_the_holds_are_shortened() -> None:
+    """The e2e rules are the shipped rules but for a few `for`s and the baselines' interval, so the alerts
+    fired here are the real ones."""
     shipped: list[dict[str, Any]] = yaml.safe_load(RULES_FILE.read_text())["groups"]
-    assert _seconds(str(_regression_rule(shipped)["for"])) > REGRESSION_HOLD_S
-    _regression_rule(shipped)["for"] = REGRESSION_HOLD
-    assert shipped == _e2e_groups()
+    holds = {r["alert"]: r["for"] for g in shipped for r in g["rules"] if r.get("alert") in SHORTENED}
+    assert set(holds) == set(SHORTENED)
+    assert all(_seconds(str(holds[name])) > _seconds(SHORTENED[name]) for name in SHORTENED)
+    changed = [
+        (g["name"], r.get("alert") or r.get("record"))
+        for g, e in zip(shipped, _e2e_groups(), strict=True)
+        for r, f in zip(g["rules"], e["rules"], strict=True)
+        if r != f
+    ]
+    assert sorted(name for _, name in changed) == sorted(SHORTENED)
+    assert [g["name"] for g in shipped if "interval" in g] == [BASELINES_GROUP]
+    assert _shorten(shipped) == _e2e_groups()
 
 
 def test_rules_load_and_evaluate_cleanly(scraping: Stack) -> None:
@@ -540,7 +559,10 @@ def test_a_job_that_fails_or_times_out_fires_the_job_failed_alert(scraping: Stac
         assert alert["labels"]["job"] == "runloop-exporter"
         assert alert["labels"]["severity"] == "warning"
         assert float(alert["value"]) == 1
-        assert alert["annotations"]["summary"] == f"1 benchmark job(s) ended {state} in the last 15 minutes."
+        assert alert["labels"]["benchmark_id"] == BRAVO
+        assert alert["annotations"]["summary"] == (
+            f"1 benchmark job(s) of benchmark {BENCHMARKS[BRAVO]} ({BRAVO}) ended {state} in the last 15 minutes."
+        )
 
 
 @pytest.mark.timeout(2 * REGRESSION_HOLD_S + 3 * WAIT_S)

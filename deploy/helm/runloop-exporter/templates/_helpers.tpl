@@ -116,7 +116,9 @@ that crash-loops.
 {{- $known := list }}
 {{- range $group := (include "runloop-exporter.rules" . | fromYaml).groups }}
 {{- range $rule := $group.rules }}
+{{- if $rule.alert }}
 {{- $known = append $known $rule.alert }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- range $name := .Values.prometheusRule.disabledAlerts }}
