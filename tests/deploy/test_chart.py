@@ -285,8 +285,12 @@ def test_jobs_settings_reach_the_environment(helm: Helm) -> None:
     } & set(defaults)
 
 
-def test_one_replica_only(helm: Helm) -> None:
-    assert helm.render(ci_values("default")).one("Deployment")["spec"]["replicas"] == 1
+def test_one_replica_only_and_never_two_at_once(helm: Helm) -> None:
+    """One pod per key, also during a rollout: the old pod stops before the new one starts (a rolling
+    update would run both while the new one backfills, doubling requests and series)."""
+    spec = helm.render(ci_values("default")).one("Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
 
 
 # --- Service, ServiceMonitor: the selectors must meet ----------------------------------------------------
@@ -365,6 +369,7 @@ SERVICE_MONITOR = {
     "kind": str,
     "metadata": METADATA,
     "spec": {
+        "sampleLimit?": int,
         "namespaceSelector": {"matchNames": [str]},
         "selector": {"matchLabels": _label_map},
         "jobLabel?": str,
@@ -453,6 +458,22 @@ def test_structural_check_catches_mistakes() -> None:
     problems = check_shape(broken, SERVICE_MONITOR)
     for fragment in ("labels", "path", "scheme", "interval", "honorLabels", "intervall: unknown field"):
         assert any(fragment in problem for problem in problems), (fragment, problems)
+
+
+def test_service_monitor_sample_limit_is_set_above_the_series_budget(helm: Helm) -> None:
+    monitor = helm.render(ci_values("servicemonitor")).one("ServiceMonitor")
+    assert (
+        monitor["spec"]["sampleLimit"]
+        == load_yaml(ci_values("servicemonitor"))["serviceMonitor"]["sampleLimit"]
+    )
+    unset = helm.render(ci_values("default"), sets=["serviceMonitor.enabled=true"]).one("ServiceMonitor")
+    assert "sampleLimit" not in unset["spec"], "0, the default, leaves Prometheus' own limit"
+    budget = helm.render(
+        ci_values("default"),
+        sets=["serviceMonitor.enabled=true", "serviceMonitor.sampleLimit=6000", "config.maxSeries=5000"],
+    )
+    assert budget.one("ServiceMonitor")["spec"]["sampleLimit"] == 6000
+    assert env_of(budget)["RUNLOOP_EXPORTER_MAX_SERIES"] == "5000"
 
 
 def test_service_monitor_sets_the_job_the_alerts_select(helm: Helm) -> None:
@@ -580,6 +601,10 @@ CONTRADICTIONS = {
         ["config.existingSecret.name=s", "networkPolicy.egress.enabled=true"],
         "networkPolicy.egress.enabled is true but networkPolicy.enabled is false",
     ),
+    "sample-limit-below-the-series-budget": (
+        ["config.existingSecret.name=s", "serviceMonitor.enabled=true", "serviceMonitor.sampleLimit=50000"],
+        "serviceMonitor.sampleLimit is 50000, below config.maxSeries (100000) + 1000",
+    ),
     "unknown-disabled-alert": (
         [
             "config.existingSecret.name=s",
@@ -617,6 +642,10 @@ SCHEMA_REJECTS = {
     "port-not-a-number": ["service.port=http"],
     "bad-digest": ["image.digest=latest"],
     "bad-interval": ["serviceMonitor.interval=30"],
+    "negative-sample-limit": ["serviceMonitor.sampleLimit=-1"],
+    "series-budget-too-small": ["config.maxSeries=10"],
+    "stuck-after-zero-hours": ["prometheusRule.thresholds.stuckAfterHours=0"],
+    "enabled-not-a-boolean": ["enabled=maybe"],
 }
 
 
@@ -864,3 +893,66 @@ def test_a_rules_file_that_drops_a_threshold_literal_fails_the_render(helm: Helm
     )
     assert result.returncode != 0
     assert 'RunloopBenchmarkRunStuck no longer writes "6 * 3600"' in result.stderr
+
+
+# --- as a subchart of an umbrella chart -----------------------------------------------------------------
+
+
+def umbrella(tmp_path: Path, helm: Helm) -> Path:
+    """A parent chart that depends on this one with `condition: runloop-exporter.enabled`, as umbrella
+    charts do, its dependency built by the real helm from the chart's folder."""
+    parent = tmp_path / "umbrella"
+    parent.mkdir()
+    (parent / "Chart.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v2",
+                "name": "umbrella",
+                "version": "1.0.0",
+                "dependencies": [
+                    {
+                        "name": "runloop-exporter",
+                        "version": str(CHART_META["version"]),
+                        "repository": f"file://{CHART}",
+                        "condition": "runloop-exporter.enabled",
+                    }
+                ],
+            }
+        )
+    )
+    (parent / "values.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"imageRegistry": "unused"},
+                "runloop-exporter": {"enabled": True, "config": {"demo": True}},
+            }
+        )
+    )
+    (parent / "templates").mkdir()
+    (parent / "templates" / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-umbrella\ndata: {}\n"
+    )
+    built = helm("dependency", "build", str(parent))
+    assert built.returncode == 0, built.stdout + built.stderr
+    return parent
+
+
+def test_installs_as_a_subchart_with_a_condition(helm: Helm, tmp_path: Path) -> None:
+    """The schema accepts `enabled` (it rejected it: additionalProperties false) and global values, and the
+    condition switches the whole chart on and off."""
+    parent = umbrella(tmp_path, helm)
+    lint = helm("lint", "--strict", str(parent))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    on = helm("template", "u", str(parent), "--namespace", NAMESPACE)
+    assert on.returncode == 0, on.stderr
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(on.stdout) if doc)
+    assert kinds == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
+    off = helm(
+        "template", "u", str(parent), "--namespace", NAMESPACE, "--set", "runloop-exporter.enabled=false"
+    )
+    assert off.returncode == 0, off.stderr
+    assert [doc["kind"] for doc in yaml.safe_load_all(off.stdout) if doc] == ["ConfigMap"]
+    typo = helm(
+        "template", "u", str(parent), "--namespace", NAMESPACE, "--set", "runloop-exporter.enabld=true"
+    )
+    assert typo.returncode != 0, "the schema still rejects what it does not know"
