@@ -66,11 +66,13 @@ LABEL org.opencontainers.image.title="runloop-exporter" \
 COPY --from=build /opt/runloop-exporter /opt/runloop-exporter
 
 # HOME=/tmp: uid 65532 has no passwd entry and the root filesystem may be read-only.
+# RUNLOOP_EXPORTER_BUILD_REVISION: the commit, for runloop_exporter_build_info{revision} (not a setting).
 ENV PATH=/opt/runloop-exporter/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
-    RUNLOOP_EXPORTER_PORT=9756
+    RUNLOOP_EXPORTER_PORT=9756 \
+    RUNLOOP_EXPORTER_BUILD_REVISION=${REVISION}
 
 # Numeric, so Kubernetes can verify runAsNonRoot without a passwd lookup.
 USER 65532:65532

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from exporter.http.server import CLOSE_REASONS, Limits
 from exporter.metrics.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps, JobsSnapshot
 from exporter.metrics.aggregate import Snapshot
+from exporter.metrics.budget import BENCHMARK_LABEL, BudgetHooks, SeriesBudget
 from exporter.metrics.labels import FoldCounting, RunLabels, make_grouping
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.apikey import ApiKey
@@ -77,6 +78,7 @@ class App:
     jobs_client: RunloopClient | None
     board: ReadBoard  # full reads in progress, for the status page
     bells: dict[str, Bell]  # rung when a part's full read ends, so its loop publishes at once
+    budget: SeriesBudget  # folds the whole scrape (both parts) to RUNLOOP_EXPORTER_MAX_SERIES
     demo: Demo | None
 
     def runs_cycle(self, publish: Publish[Snapshot], *, deadline_s: float | None) -> Cycle[Snapshot]:
@@ -135,7 +137,8 @@ def build(
         if settings.jobs:
             jobs_client = client.sibling(client.gate.lane(share=settings.jobs_request_share))
             jobs = _jobs_part(settings, jobs_client, telemetry, names, board=board, bell=bells[JOBS])
-        return App(base_url, telemetry, client, sync, reader, jobs, jobs_client, board, bells, demo)
+        budget = build_budget(settings, telemetry)
+        return App(base_url, telemetry, client, sync, reader, jobs, jobs_client, board, bells, budget, demo)
     except BaseException:
         if demo:
             demo.stop()
@@ -159,6 +162,7 @@ def build_client(
         retry=retry,
         on_request=telemetry.count_request,
         on_rate_limited=telemetry.rate_limited.inc,
+        on_latency=telemetry.time_request,
         stop=stop,
         gate=RequestGate(settings.max_concurrent_requests, settings.max_requests_per_second, stop=stop),
     )
@@ -224,6 +228,20 @@ def build_sync(
         telemetry.init_folded(labels.names)
         sync = FoldCounting(sync, labels.names, telemetry.count_folded)
     return sync
+
+
+def build_budget(settings: Settings, telemetry: Telemetry) -> SeriesBudget:
+    """The whole-scrape series budget, applied where the parts meet (exporter.publisher)."""
+    labels = (*settings.metadata_labels, *(("purpose",) if settings.purpose_label else ()))
+    telemetry.init_budget(
+        (BENCHMARK_LABEL, *labels, *((AGENT_LABEL, EXCEPTION_LABEL) if settings.jobs else ()))
+    )
+    hooks = BudgetHooks(
+        self_series=telemetry.own_series,
+        count_folded=telemetry.count_budget_folded,
+        set_series=telemetry.scrape_series.set,
+    )
+    return SeriesBudget(settings.max_series, hooks)
 
 
 def _jobs_part(

@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -21,7 +22,7 @@ from exporter.app import build, log_level_asked, quiet_log_level
 from exporter.logs import configure
 from exporter.metrics.agents import JobsSnapshot
 from exporter.metrics.aggregate import Snapshot
-from exporter.metrics.exposition import render_jobs, render_registry, render_runs
+from exporter.metrics.exposition import exposition, render_registry
 from exporter.runloop.client import RetryPolicy
 from exporter.runloop.errors import CancelledError, explain
 from exporter.settings import Settings, describe
@@ -113,7 +114,8 @@ def once(settings: Settings) -> int:
         return 1
     sys.stderr.write(held.getvalue())
     jobs = outcomes[1].snapshot if len(outcomes) > 1 else None
-    text = render_runs(outcome.snapshot) + (render_jobs(jobs) if isinstance(jobs, JobsSnapshot) else b"")
+    served = replace(outcome.snapshot, jobs=jobs if isinstance(jobs, JobsSnapshot) else None)
+    text = exposition(app.budget(served))
     sys.stdout.buffer.write(text + render_registry(app.telemetry.registry))
     sys.stdout.flush()
     return 0

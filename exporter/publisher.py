@@ -6,6 +6,7 @@ Each part (runs, jobs) publishes on its own schedule, from its own thread; this 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +16,7 @@ from exporter.http.state import State
 from exporter.logs import REDACTOR
 from exporter.metrics.agents import JobsSnapshot
 from exporter.metrics.aggregate import Snapshot
-from exporter.metrics.exposition import Rendered, render_jobs, render_runs
+from exporter.metrics.exposition import Rendered, exposition
 from exporter.runloop.errors import ApiError, AuthError, cannot_read_jobs, explain
 from exporter.sync.cycle import JOBS, RUNS, Outcome
 from exporter.sync.progress import ReadBoard
@@ -24,21 +25,28 @@ from exporter.sync.progress import ReadBoard
 class StatePublisher:
     """Publishes the parts' outcomes to the HTTP server's State: the exposition, and the status page.
 
-    Each part publishes on its own schedule, from its own thread. The exposition is the runs' text then
-    the jobs' text, each rendered once when its part publishes new figures, and served once the runs
-    are read (`/readyz`); the jobs' figures are dropped when the key cannot read jobs, and kept through
+    Each part publishes on its own schedule, from its own thread. The exposition is the runs and the jobs
+    beside them, fitted to the whole-scrape series budget, rendered once when either part publishes new
+    figures, and served once the runs are read (`/readyz`); the jobs' figures are dropped when the key cannot read jobs, and kept through
     any other failure. The status page's table is rendered once per new snapshot and the page after
     every cycle, so requests only copy bytes.
     """
 
-    def __init__(self, state: State, *, base_url: str = "", board: ReadBoard | None = None) -> None:
+    def __init__(
+        self,
+        state: State,
+        *,
+        base_url: str = "",
+        board: ReadBoard | None = None,
+        budget: Callable[[Snapshot], Snapshot] | None = None,
+    ) -> None:
         self._state = state
+        self._budget = budget or (lambda snapshot: snapshot)
         self._base_url = base_url or "the API"
         self._board = board or ReadBoard()
         self._lock = threading.Lock()
         self._runs: Snapshot | None = None
         self._jobs: JobsSnapshot | None = None
-        self._texts: dict[str, bytes] = {RUNS: b"", JOBS: b""}
         self._published: dict[str, float] = {}
         self._last: dict[str, Outcome[Any]] = {}
         self._jobs_note: str | None = None  # why the jobs are absent or stale
@@ -59,7 +67,7 @@ class StatePublisher:
                 self._jobs_note = self._note_of(outcome)
             if self._runs is not None and (served or note != self._jobs_note):
                 if served:
-                    self._state.rendered = Rendered.of_text(self._texts[RUNS] + self._texts[JOBS])
+                    self._state.rendered = Rendered.of_text(exposition(self._budget(self._served())))
                 self._table = status.render_table(self._served())
             if outcome.error is not None or outcome.snapshot is not None:
                 self._last[outcome.part] = outcome
@@ -76,13 +84,11 @@ class StatePublisher:
         snapshot = outcome.snapshot
         if outcome.part == RUNS and isinstance(snapshot, Snapshot):
             self._runs = snapshot
-            self._texts[RUNS] = render_runs(snapshot)
         elif outcome.part == JOBS and isinstance(snapshot, JobsSnapshot):
             self._jobs = snapshot
-            self._texts[JOBS] = render_jobs(snapshot)
         elif outcome.part == JOBS and _refused(outcome.error):
             changed = self._jobs is not None
-            self._jobs, self._texts[JOBS] = None, b""
+            self._jobs = None
             return changed
         else:
             return False

@@ -1,4 +1,5 @@
-"""Serve mode (the default): sync on a schedule and serve the figures until SIGTERM or SIGINT."""
+"""Serve mode (the default): sync on a schedule and serve the figures until SIGTERM or SIGINT (SIGHUP is
+logged and otherwise ignored)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ log = structlog.get_logger("exporter")
 
 SHUTDOWN_GRACE_S = 3.0
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# SIGHUP asks a daemon to reload, and by default kills a Python process without a word. There is nothing
+# to reload by hand: the key file and the web config are re-read when they change. So it is logged, no more.
+RELOAD_SIGNAL = signal.SIGHUP
 
 
 class _ToStructlog(logging.Handler):
@@ -46,7 +50,7 @@ def serve(settings: Settings) -> int:
     # taken synchronously with sigwait below. A Python signal handler would have to set an Event, and
     # a second signal arriving while the main thread holds that Event's lock deadlocks the process:
     # a double Ctrl-C, or a SIGTERM relayed twice, would leave the exporter unkillable but by SIGKILL.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*STOP_SIGNALS, RELOAD_SIGNAL})
     configure(settings.log_format, settings.log_level)
     stdlib_handler = _ToStructlog()
     logging.getLogger("apscheduler").addHandler(stdlib_handler)
@@ -55,7 +59,11 @@ def serve(settings: Settings) -> int:
     stop = threading.Event()
     app = build(settings, stop=stop)
     telemetry = app.telemetry
-    state = State(lambda: render_registry(telemetry.registry), demo=app.demo is not None)
+    state = State(
+        lambda: render_registry(telemetry.registry),
+        demo=app.demo is not None,
+        self_metrics_openmetrics=lambda: render_registry(telemetry.registry, open_metrics=True),
+    )
     try:
         web = load_web_config(settings.web_config_file) if settings.web_config_file else None
     except WebConfigError as exc:
@@ -76,7 +84,7 @@ def serve(settings: Settings) -> int:
         where = f"{settings.address}:{settings.port}"
         return fail_settings([f"{describe(field)}: cannot listen on {where}: {exc.strerror or exc}"])
     telemetry.http_connections.set_function(server.open_connections)
-    publish = StatePublisher(state, base_url=app.base_url, board=app.board)
+    publish = StatePublisher(state, base_url=app.base_url, board=app.board, budget=app.budget)
     scheduler = BackgroundScheduler(timezone=UTC)
     loops = [Loop(RUNS, app.runs_cycle(publish, deadline_s=settings.sync_deadline_seconds), scheduler)]
     loops[0].every(settings.interval_seconds)
@@ -98,7 +106,11 @@ def serve(settings: Settings) -> int:
         sync_interval_s=settings.interval_seconds,
         jobs_sync_interval_s=settings.jobs_interval_seconds if jobs_cycle is not None else None,
     )
-    received = signal.sigwait(STOP_SIGNALS)
+    while (received := signal.sigwait({*STOP_SIGNALS, RELOAD_SIGNAL})) == RELOAD_SIGNAL:
+        log.info(
+            "SIGHUP received; nothing to reload: the API key file and the web config are re-read "
+            "when they change"
+        )
     stop.set()
 
     log.info("stopping", signal=signal.Signals(received).name)

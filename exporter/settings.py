@@ -27,6 +27,7 @@ from pydantic_settings import SettingsError as SourceError
 
 from exporter import __version__
 from exporter.metrics.aggregate import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
+from exporter.metrics.budget import DEFAULT_MAX_SERIES
 from exporter.metrics.filters import BenchmarkFilter, compile_name_filter
 from exporter.metrics.labels import check_metadata_keys
 from exporter.runloop.apikey import read_key_file
@@ -96,6 +97,7 @@ class Settings(BaseSettings):
     jobs_request_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     agent_model_max_values: Annotated[int, Field(ge=1, le=10000)] = 50
     exception_type_max_values: Annotated[int, Field(ge=1, le=10000)] = 50
+    max_series: Annotated[int, Field(ge=1000, le=10_000_000)] = DEFAULT_MAX_SERIES
     demo: bool = False
 
     # The validators raise ValueError with what is wrong in the value, or with nothing when accepts()
@@ -362,6 +364,11 @@ OPTIONS: tuple[_Option, ...] = (
         "distinct exception_type values kept; the rest become __other__ (default 50)",
         metavar="N",
     ),
+    _opt(
+        "max_series",
+        "series of a whole scrape at most; past it label values fold into __other__ (default 100000)",
+        metavar="N",
+    ),
 )
 _BY_FIELD = {option.field: option for option in OPTIONS}
 _BY_ENV = {option.env: option for option in OPTIONS}
@@ -433,7 +440,7 @@ _SKIP_CHECKS_OF: ContextVar[frozenset[str]] = ContextVar("_SKIP_CHECKS_OF", defa
 
 
 def _number(value: float) -> str:
-    return f"{value:g}"
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"  # 10000000, not 1e+07
 
 
 def accepts(field: str) -> str:

@@ -1,8 +1,13 @@
 """The routes of the HTTP server: one request head in, the whole response out.
 
-`/metrics` (the snapshot and the self-metrics, gzip when asked), `/healthz`, `/readyz`, the status page
-at `/`, and 401 for protected paths without valid basic auth. Handlers work on a complete request head
-held in memory and collect their response; the event loop in `exporter.http.server` does the I/O.
+`/metrics` (the snapshot and the self-metrics, gzip when asked, OpenMetrics when asked), `/healthz`,
+`/readyz`, the status page at `/`, and 401 for protected paths without valid basic auth. Handlers work on
+a complete request head held in memory and collect their response; the event loop in
+`exporter.http.server` does the I/O.
+
+`/metrics` honours `Accept` as client_python's own server does: OpenMetrics 1.0 when the client prefers
+`application/openmetrics-text` (Prometheus asks for it first), else the Prometheus text format 0.0.4;
+never 406, since an exporter's only other answer would be an empty scrape and every client reads text.
 """
 
 from __future__ import annotations
@@ -14,10 +19,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST
-
 from exporter import __version__
 from exporter.http import status
+from exporter.metrics.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 
 if TYPE_CHECKING:
     from exporter.http.server import MetricsServer
@@ -94,14 +98,20 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         # Self-metrics first: a sync publishes its snapshot before it sets runloop_up, so a scrape that
         # reads up=1 also reads that snapshot (the other order could pair up=1 with no snapshot yet).
-        tail = state.self_metrics()
+        as_openmetrics = state.self_metrics_openmetrics is not None and prefers_openmetrics(
+            self.headers.get("Accept", "")
+        )
+        if as_openmetrics and state.self_metrics_openmetrics is not None:
+            tail, content_type = state.self_metrics_openmetrics(), OPENMETRICS_CONTENT_TYPE
+        else:
+            tail, content_type = state.self_metrics(), TEXT_CONTENT_TYPE
         rendered = state.rendered  # one read of the reference: a scrape sees one snapshot
         compress = "gzip" in self.headers.get("Accept-Encoding", "")
         if rendered is None:
             parts: tuple[bytes, ...] = (_gzip(tail) if compress else tail,)
         else:
             parts = rendered.parts(tail, gzip=compress)
-        self._send(200, parts, CONTENT_TYPE_LATEST, gzip=compress)
+        self._send(200, parts, content_type, gzip=compress)
 
     def _unauthorized(self) -> None:
         self._send(
@@ -137,6 +147,30 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Access logs are noise for an exporter scraped every few seconds."""
+
+
+def prefers_openmetrics(accept: str) -> bool:
+    """Whether an Accept header ranks OpenMetrics 1.0 (or an unversioned one) above the text format.
+
+    The text format's rank is the best of `text/plain` (any version: ours is valid in both), `text/*` and
+    `*/*`; a tie, or no Accept at all, goes to text, which every client reads.
+    """
+    best_openmetrics = best_text = 0.0
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        options = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in params)}
+        try:
+            quality = float(options.get("q", "1"))
+        except ValueError:
+            continue
+        if not 0 < quality <= 1:  # q=0 refuses; NaN and nonsense rank nothing
+            continue
+        media = media.lower()
+        if media == "application/openmetrics-text" and options.get("version", "1.0.0") == "1.0.0":
+            best_openmetrics = max(best_openmetrics, quality)
+        elif media in ("text/plain", "text/*", "*/*"):
+            best_text = max(best_text, quality)
+    return best_openmetrics > best_text
 
 
 def _gzip(data: bytes) -> bytes:

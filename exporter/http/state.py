@@ -18,9 +18,17 @@ class State:
     `page` is the status page at `/`, rendered after each sync by publisher.StatePublisher: a request copies it.
     """
 
-    def __init__(self, self_metrics: Callable[[], bytes], *, demo: bool = False) -> None:
+    def __init__(
+        self,
+        self_metrics: Callable[[], bytes],
+        *,
+        demo: bool = False,
+        self_metrics_openmetrics: Callable[[], bytes] | None = None,
+    ) -> None:
         self.rendered: Rendered | None = None
         self.self_metrics = self_metrics
+        # The self-metrics in OpenMetrics, ending in `# EOF`; without it every scrape gets the text format.
+        self.self_metrics_openmetrics = self_metrics_openmetrics
         self.demo = demo
         self.page: bytes = status.render(demo=demo, last=None, table=None)
 

@@ -101,11 +101,11 @@ class AgentTotals:
 
 
 class JobsTotals:
-    """Figures over jobs, per agent key and per job state; add-only."""
+    """Figures over jobs, per agent key and per benchmark and job state; add-only."""
 
     def __init__(self, score_buckets: tuple[float, ...]) -> None:
         self.score_buckets = score_buckets
-        self.states: dict[str, int] = {}
+        self.states: dict[str | None, dict[str, int]] = {}  # benchmark (None: none) -> state -> jobs
         self.groups: dict[AgentKey, AgentTotals] = {}
         self.jobs = 0
         self._base: Mapping[AgentKey, AgentTotals] = {}  # an overlay's: groups shared until changed
@@ -123,7 +123,8 @@ class JobsTotals:
     def add(self, job: Job, caps: AgentCaps) -> None:
         """Count one job: its state, each outcome once, each run still running."""
         self.jobs += 1
-        self.states[job.state] = self.states.get(job.state, 0) + 1
+        states = self.states.setdefault(job.benchmark_id, {})
+        states[job.state] = states.get(job.state, 0) + 1
         for outcome in job.outcomes:
             totals = self.group(caps.key(job.benchmark_id, outcome.agent_name, outcome.model_name))
             totals.runs += 1
@@ -150,7 +151,7 @@ class JobsTotals:
         only when the overlay changes it, so a snapshot of 50,000 agent keys with a few live jobs copies
         a few of them, not all. These totals must not change while the overlay is in use."""
         out = JobsTotals(self.score_buckets)
-        out.states = dict(self.states)
+        out.states = {benchmark_id: dict(states) for benchmark_id, states in self.states.items()}
         out.groups = dict(self.groups)
         out._base = self.groups
         out.jobs = self.jobs
@@ -183,7 +184,7 @@ class JobsSnapshot:
     from it, never walks tens of thousands of groups to find them.
     """
 
-    states: Mapping[str, int]
+    by_benchmark: Mapping[str | None, Mapping[str, int]]  # jobs per state, per benchmark (None: none)
     groups: tuple[AgentView, ...]
     jobs: int
     benchmarks: frozenset[str | None] = field(init=False, compare=False)
@@ -192,6 +193,15 @@ class JobsSnapshot:
     def __post_init__(self) -> None:
         object.__setattr__(self, "benchmarks", frozenset(g.key.benchmark_id for g in self.groups))
         object.__setattr__(self, "regressed", tuple(g for g in self.groups if g.regressed))
+
+    @property
+    def states(self) -> dict[str, int]:
+        """Jobs per state, over every benchmark."""
+        out: dict[str, int] = {}
+        for states in self.by_benchmark.values():
+            for state, count in states.items():
+                out[state] = out.get(state, 0) + count
+        return out
 
     def folded(self) -> dict[str, int]:
         """Benchmark runs under an `__other__` agent, and scenario failures under an `__other__` type."""
@@ -208,9 +218,14 @@ def build_jobs_snapshot(
     merged = totals.overlay()
     for job in live:
         merged.add(job, caps)
-    states = dict.fromkeys(JOB_STATES, 0)
-    for state, count in merged.states.items():
-        states[state] = states.get(state, 0) + count
+    # Every state of every benchmark that has jobs, and of jobs without a benchmark (always there, so
+    # the family says jobs are read even before the first job): a state at 0 is a series, not a gap.
+    by_benchmark: dict[str | None, dict[str, int]] = {}
+    for benchmark_id in sorted({None, *merged.states}, key=lambda bid: bid or ""):
+        states = dict.fromkeys(JOB_STATES, 0)
+        for state, count in merged.states.get(benchmark_id, {}).items():
+            states[state] = states.get(state, 0) + count
+        by_benchmark[benchmark_id] = states
     views = []
     for key in sorted(merged.groups, key=_sort_key):
         group = merged.groups[key]
@@ -230,7 +245,7 @@ def build_jobs_snapshot(
                 regressed=window.below(group.last_score),
             )
         )
-    return JobsSnapshot(states=states, groups=tuple(views), jobs=merged.jobs)
+    return JobsSnapshot(by_benchmark=by_benchmark, groups=tuple(views), jobs=merged.jobs)
 
 
 def _sort_key(key: AgentKey) -> tuple[str, str, str]:

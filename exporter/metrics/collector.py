@@ -95,9 +95,15 @@ def _agent_labels(group: AgentView) -> dict[str, str]:
 
 def _job_families(jobs: JobsSnapshot) -> Iterator[Metric]:
     """The benchmark-job families: jobs per state, and per agent and model on each benchmark."""
-    states = Metric("runloop_benchmark_jobs", "Benchmark jobs per state, as Runloop lists them now.", "gauge")
-    for state, count in jobs.states.items():
-        states.add_sample(states.name, {"state": state}, count)
+    states = Metric(
+        "runloop_benchmark_jobs",
+        "Benchmark jobs per benchmark and state, as Runloop lists them now.",
+        "gauge",
+    )
+    for benchmark_id, counts in jobs.by_benchmark.items():
+        labels = {} if benchmark_id is None else {"benchmark_id": benchmark_id}
+        for state, count in counts.items():
+            states.add_sample(states.name, {**labels, "state": state}, count)
     runs = Metric(
         "runloop_agent_benchmark_runs",
         "Benchmark runs of jobs with an outcome, per agent and model (one per outcome).",

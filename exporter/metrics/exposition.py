@@ -5,20 +5,31 @@ while it is scraped many times. So each snapshot is rendered once, and also comp
 stream is flushed after the snapshot's text and its compressor state kept, so that a scrape only
 copies that state and compresses the few self-metric lines after it. The result is one valid gzip
 stream, whatever the number of benchmarks.
+
+The same bytes serve both formats a scrape may ask for: the snapshot holds only gauges and histograms,
+which the Prometheus text format (0.0.4) and OpenMetrics 1.0 spell alike, line for line
+(tests/unit/test_exposition.py holds the renderers to that). Only the self-metrics after them, rendered
+per scrape, differ (counters' `_total`, and OpenMetrics' closing `# EOF`).
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from exporter.metrics.agents import JobsSnapshot
 from exporter.metrics.aggregate import Snapshot
 from exporter.metrics.collector import jobs_registry, snapshot_registry
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+TEXT_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_render_openmetrics: Callable[[CollectorRegistry], bytes] = openmetrics.generate_latest  # untyped upstream
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,13 @@ class Rendered:
         return self.gzip_head, compressor.compress(tail) + compressor.flush()
 
 
+def exposition(snapshot: Snapshot) -> bytes:
+    """The text of a whole snapshot: the runs, then the jobs beside them."""
+    return render_runs(snapshot) + (b"" if snapshot.jobs is None else render_jobs(snapshot.jobs))
+
+
 def render_runs(snapshot: Snapshot) -> bytes:
-    """The text of the runs part alone (its jobs, if any, left out: they are published apart)."""
+    """The text of the runs part alone (its jobs, if any, left out)."""
     return generate_latest(snapshot_registry(replace(snapshot, jobs=None)))
 
 
@@ -64,6 +80,8 @@ def render_jobs(jobs: JobsSnapshot) -> bytes:
     return generate_latest(jobs_registry(jobs))
 
 
-def render_registry(registry: CollectorRegistry) -> bytes:
-    """Text exposition of a small registry (the self-metrics), rendered per scrape."""
+def render_registry(registry: CollectorRegistry, *, open_metrics: bool = False) -> bytes:
+    """A small registry (the self-metrics) in the text format, or in OpenMetrics with its `# EOF`."""
+    if open_metrics:
+        return _render_openmetrics(registry)
     return generate_latest(registry)

@@ -7,6 +7,7 @@ own, separate from the benchmark-run figures, which come from immutable snapshot
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -20,7 +21,19 @@ from exporter.runloop.models import INVALID_REASONS
 # `_created` series double the counter lines and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-SYNC_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+# Up to an hour: a full read (the backfill, a reconcile) may take RUNLOOP_EXPORTER_FULL_READ_TIMEOUT_SECONDS,
+# 1800 s by default.
+SYNC_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+# One request: Runloop answers in 50 to 150 ms, a heavy job page in seconds, a request times out at
+# RUNLOOP_EXPORTER_REQUEST_TIMEOUT_SECONDS (30 s by default, 300 at most).
+API_REQUEST_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+REVISION_ENV = "RUNLOOP_EXPORTER_BUILD_REVISION"
+"""Where the image tells the package its git commit (the Dockerfile sets it from its REVISION argument)."""
+
+
+def build_revision() -> str:
+    """The git commit this build was made from, or "unknown" (a wheel or a source tree does not know)."""
+    return os.environ.get(REVISION_ENV, "").strip() or "unknown"
 
 
 class Telemetry:
@@ -47,10 +60,20 @@ class Telemetry:
         self.syncs = Counter(
             "runloop_exporter_syncs", "Syncs with Runloop's API, by result.", ["result"], registry=r
         )
+        # `path`, not `endpoint`: the Prometheus Operator sets a target label `endpoint` (the port's name),
+        # which would rename ours to exported_endpoint.
         self.api_requests = Counter(
             "runloop_exporter_api_requests",
-            "Requests sent to Runloop's API, by endpoint and HTTP status (or timeout/network_error).",
-            ["endpoint", "code"],
+            "Requests sent to Runloop's API, by path and HTTP status (or timeout/network_error/too_large).",
+            ["path", "code"],
+            registry=r,
+        )
+        self.api_request_duration = Histogram(
+            "runloop_exporter_api_request_duration_seconds",
+            "How long one request to Runloop's API took, answered or not (body read included, waiting "
+            "for the request gate not), by path.",
+            ["path"],
+            buckets=API_REQUEST_BUCKETS,
             registry=r,
         )
         self.rate_limited = Counter(
@@ -81,6 +104,19 @@ class Telemetry:
             "Runs exported with a label value of __other__ because the label reached its cap of distinct "
             "values; each run is counted once.",
             ["label"],
+            registry=r,
+        )
+        self.series_budget_folded = Counter(
+            "runloop_exporter_series_budget_folded_values",
+            "Label values folded into __other__ because the scrape would have passed "
+            "RUNLOOP_EXPORTER_MAX_SERIES, by label; each value once (it stays folded until a restart).",
+            ["label"],
+            registry=r,
+        )
+        self.scrape_series = Gauge(
+            "runloop_exporter_scrape_series",
+            "Series of a scrape after the last successful sync: the snapshot's, after any folding to the "
+            "series budget, and the exporter's own.",
             registry=r,
         )
         self.backlog = Gauge(
@@ -146,8 +182,11 @@ class Telemetry:
             "runloop_exporter_runs", "Runs known after the last successful sync.", registry=r
         )
         Gauge(
-            "runloop_exporter_build_info", "Version of the exporter; always 1.", ["version"], registry=r
-        ).labels(__version__).set(1)
+            "runloop_exporter_build_info",
+            "Version of the exporter and the git commit it was built from (or unknown); always 1.",
+            ["version", "revision"],
+            registry=r,
+        ).labels(__version__, build_revision()).set(1)
         for result in ("success", "failure"):
             self.syncs.labels(result)
         self.full_read_failures.labels("runs")
@@ -155,8 +194,9 @@ class Telemetry:
             self.full_reads.labels(reason)
         for reason in INVALID_REASONS:
             self.invalid_records.labels(reason)
-        for endpoint in (RUNS_PATH, RUN_PATH, BENCHMARK_PATH, BENCHMARKS_PATH):
-            self.api_requests.labels(endpoint, "200")
+        for path in (RUNS_PATH, RUN_PATH, BENCHMARK_PATH, BENCHMARKS_PATH):
+            self.api_requests.labels(path, "200")
+            self.api_request_duration.labels(path)
 
     def init_http(self, close_reasons: Iterable[str]) -> None:
         """Show the connections-closed counter at 0 for every reason the HTTP server gives.
@@ -176,8 +216,9 @@ class Telemetry:
             self.invalid_records.labels(reason)
         for reason in ("backfill", "scheduled", "probe_mismatch"):
             self.job_full_reads.labels(reason)
-        for endpoint in (JOBS_PATH, JOB_PATH):
-            self.api_requests.labels(endpoint, "200")
+        for path in (JOBS_PATH, JOB_PATH):
+            self.api_requests.labels(path, "200")
+            self.api_request_duration.labels(path)
 
     def show_read_progress(self, part: str, reason: str, ratio: float | None) -> None:
         """Hook for the reads' progress board: a read's share read so far, None when it ended."""
@@ -192,6 +233,19 @@ class Telemetry:
         for label in labels:
             self.label_values_folded.labels(label)
 
+    def init_budget(self, labels: Iterable[str]) -> None:
+        """Show the budget's folded-values counter at 0 for every label it may fold."""
+        for label in labels:
+            self.series_budget_folded.labels(label)
+
+    def count_budget_folded(self, label: str, values: int) -> None:
+        """Hook for SeriesBudget: label values newly folded to keep the scrape within its budget."""
+        self.series_budget_folded.labels(label).inc(values)
+
+    def own_series(self) -> int:
+        """How many series the exporter's own metrics make now (a few hundred)."""
+        return sum(len(family.samples) for family in self.registry.collect())
+
     def count_folded(self, label: str, runs: int) -> None:
         """Hook for FoldCounting: runs newly exported as `__other__` under `label`."""
         self.label_values_folded.labels(label).inc(runs)
@@ -204,6 +258,10 @@ class Telemetry:
         """Hook for the HTTP server: it closed a connection on its own."""
         self.http_connections_closed.labels(reason).inc()
 
-    def count_request(self, endpoint: str, code: str) -> None:
+    def count_request(self, path: str, code: str) -> None:
         """Hook for the API client: one HTTP attempt."""
-        self.api_requests.labels(endpoint, code).inc()
+        self.api_requests.labels(path, code).inc()
+
+    def time_request(self, path: str, seconds: float) -> None:
+        """Hook for the API client: how long one HTTP attempt took."""
+        self.api_request_duration.labels(path).observe(seconds)

@@ -98,6 +98,8 @@ class Page:
 
 RequestHook = Callable[[str, str], None]
 """Called once per HTTP attempt with the endpoint template and the status code (or an error kind)."""
+LatencyHook = Callable[[str, float], None]
+"""Called once per HTTP attempt with the endpoint template and the seconds it took, answered or not."""
 
 
 def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
@@ -137,6 +139,7 @@ class RunloopClient:
         retry: RetryPolicy | None = None,
         on_request: RequestHook | None = None,
         on_rate_limited: Callable[[], None] | None = None,
+        on_latency: LatencyHook | None = None,
         stop: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
         rng: random.Random | None = None,
@@ -147,6 +150,7 @@ class RunloopClient:
         self._retry = retry or RetryPolicy()
         self._on_request = on_request or (lambda endpoint, code: None)
         self._on_rate_limited = on_rate_limited or (lambda: None)
+        self._on_latency = on_latency or (lambda endpoint, seconds: None)
         self._stop = stop or threading.Event()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.gate: RequestGate | Lane = gate or RequestGate(64, 1000.0, stop=self._stop)
@@ -377,6 +381,7 @@ class RunloopClient:
             timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
         with self._count_lock:
             self.requests += 1
+        started = time.monotonic()
         try:
             with self._http.stream(
                 "GET",
@@ -399,6 +404,8 @@ class RunloopClient:
         except httpx.TransportError as exc:
             self._on_request(endpoint, "network_error")
             raise TransientError(f"{endpoint}: {type(exc).__name__}") from None
+        finally:
+            self._on_latency(endpoint, time.monotonic() - started)
         status = response.status_code
         self._on_request(endpoint, str(status))
         if status == 429:

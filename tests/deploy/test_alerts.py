@@ -15,6 +15,7 @@ from tests.support.deploy import (
     RULES_TEST_FILE,
     load_yaml,
     metric_names,
+    recorded_names,
     run,
 )
 
@@ -29,6 +30,19 @@ REQUIRED_ALERTS = {
     "RunloopExporterSyncStale",
     "RunloopApiErrors",
     "RunloopApiRateLimited",
+    # issue 23: rules for the backlog and for folded label values; jobs unavailable as info, not auth.
+    "RunloopApiAuthFailing",
+    "RunloopExporterBacklog",
+    "RunloopExporterLabelValuesFolded",
+    "RunloopExporterSeriesBudgetReached",
+    "RunloopJobsUnavailable",
+}
+# The literals the chart replaces from prometheusRule.thresholds, per alert (templates/prometheusrule.yaml).
+THRESHOLD_TOKENS = {
+    "RunloopBenchmarkRunStuck": ("6 * 3600", "6 hours"),
+    "RunloopBenchmarkFailureRatioHigh": ("> 0.5", "More than 50%"),
+    "RunloopBenchmarkScoreRegression": ("0.8 *", "80%"),
+    "RunloopAgentScoreRegression": ("0.8 *", "80%"),
 }
 
 
@@ -39,8 +53,13 @@ def alerting_rules() -> list[dict[str, Any]]:
     return rules
 
 
+def recording_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(RULES_FILE)["groups"] for rule in group["rules"] if "record" in rule]
+
+
 ALERTS = alerting_rules()
 ALERT_IDS = [rule["alert"] for rule in ALERTS]
+RECORDS = recording_rules()
 
 
 def test_promtool_check_rules(promtool: str) -> None:
@@ -81,6 +100,7 @@ def test_alert_is_documented(rule: dict[str, Any]) -> None:
 def test_alert_uses_only_contract_metrics(rule: dict[str, Any]) -> None:
     names = metric_names(rule["expr"])
     assert names <= CONTRACT, names - CONTRACT
+    assert recorded_names(rule["expr"]) <= {r["record"] for r in RECORDS}, "a series no rule records"
     # Prometheus' own `up` is selected by the job the chart and the docs set up.
     uses_up = re.search(r"\bup\b", rule["expr"]) is not None
     if uses_up:
@@ -139,3 +159,44 @@ def test_alerts_about_a_benchmark_give_its_place_on_the_status_page(rule: dict[s
     assert rule["annotations"]["status_page"] == (
         f"{{{{ with $labels.benchmark_id }}}}/#{ANCHOR_PREFIX}{{{{ . }}}}{{{{ else }}}}/#{NO_BENCHMARK}{{{{ end }}}}"
     )
+
+
+def test_the_7_day_baselines_are_recorded_once_and_read_from_the_records() -> None:
+    """A 7-day range is read by the recording rules only: the alerts (and the dashboard) read the records."""
+    assert len(RECORDS) == 4
+    for record in RECORDS:
+        assert record["record"].startswith("runloop:")
+        assert record["record"].endswith(":min_over_time_7d")
+        (name,) = metric_names(record["expr"])
+        assert record["expr"] == f"min without (instance, pod) (min_over_time({name}[7d]))"
+        assert name in CONTRACT
+    used = set().union(*(recorded_names(rule["expr"]) for rule in ALERTS))
+    assert used == {r["record"] for r in RECORDS}, "every baseline is used by an alert"
+    for rule in ALERTS:
+        assert "[7d]" not in rule["expr"], rule["alert"]
+
+
+@pytest.mark.parametrize("name", sorted(THRESHOLD_TOKENS))
+def test_each_tuned_threshold_is_written_once_where_the_chart_replaces_it(name: str) -> None:
+    (rule,) = [r for r in ALERTS if r["alert"] == name]
+    in_expr, in_text = THRESHOLD_TOKENS[name]
+    assert rule["expr"].count(in_expr) == 1
+    assert in_expr not in "".join(rule["annotations"].values())
+    assert "".join(rule["annotations"].values()).count(in_text) == 1, "the description states it once"
+
+
+def test_the_auth_alert_watches_only_the_run_endpoints_and_needs_failed_syncs() -> None:
+    """A jobs 403 (a key without jobs access, by design) or a 401 that passes must not page."""
+    (rule,) = [r for r in ALERTS if r["alert"] == "RunloopApiAuthFailing"]
+    assert 'path=~"/v1/benchmark_runs.*"' in rule["expr"]
+    assert "runloop_up == 0" in rule["expr"]
+    assert "restart the pod" not in rule["annotations"]["description"]
+    assert "no restart is needed" in rule["annotations"]["description"]
+    (jobs,) = [r for r in ALERTS if r["alert"] == "RunloopJobsUnavailable"]
+    assert jobs["labels"]["severity"] == "info"
+
+
+def test_every_benchmark_alert_waits_before_it_fires() -> None:
+    for rule in ALERTS:
+        if rule["alert"].startswith("RunloopBenchmark"):
+            assert "for" in rule, rule["alert"]

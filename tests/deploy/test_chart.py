@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from tests.support.deploy import (
     CHART,
@@ -24,6 +26,7 @@ from tests.support.deploy import (
     check_shape,
     ci_values,
     load_yaml,
+    run,
 )
 
 CI_IDS = [path.name for path in CI_VALUES]
@@ -282,8 +285,12 @@ def test_jobs_settings_reach_the_environment(helm: Helm) -> None:
     } & set(defaults)
 
 
-def test_one_replica_only(helm: Helm) -> None:
-    assert helm.render(ci_values("default")).one("Deployment")["spec"]["replicas"] == 1
+def test_one_replica_only_and_never_two_at_once(helm: Helm) -> None:
+    """One pod per key, also during a rollout: the old pod stops before the new one starts (a rolling
+    update would run both while the new one backfills, doubling requests and series)."""
+    spec = helm.render(ci_values("default")).one("Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
 
 
 # --- Service, ServiceMonitor: the selectors must meet ----------------------------------------------------
@@ -362,6 +369,7 @@ SERVICE_MONITOR = {
     "kind": str,
     "metadata": METADATA,
     "spec": {
+        "sampleLimit?": int,
         "namespaceSelector": {"matchNames": [str]},
         "selector": {"matchLabels": _label_map},
         "jobLabel?": str,
@@ -387,6 +395,17 @@ SERVICE_MONITOR = {
         ],
     },
 }
+ALERT_RULE = {"alert": str, "expr": str, "for?": _duration, "labels": _label_map, "annotations": _label_map}
+RECORDING_RULE = {"record": str, "expr": str, "labels?": _label_map}
+
+
+def _rule_problem(rule: Any) -> str | None:
+    """An alerting rule or a recording rule, each with exactly its own fields."""
+    shape = RECORDING_RULE if isinstance(rule, dict) and "record" in rule else ALERT_RULE
+    problems = check_shape(rule, shape, "rule")
+    return "; ".join(problems) or None
+
+
 PROMETHEUS_RULE = {
     "apiVersion": lambda v: None if v == OPERATOR_API else v,
     "kind": str,
@@ -397,13 +416,7 @@ PROMETHEUS_RULE = {
                 "name": str,
                 "interval?": _duration,
                 "rules": [
-                    {
-                        "alert": str,
-                        "expr": str,
-                        "for?": _duration,
-                        "labels": _label_map,
-                        "annotations": _label_map,
-                    }
+                    _rule_problem,
                 ],
             }
         ]
@@ -445,6 +458,22 @@ def test_structural_check_catches_mistakes() -> None:
     problems = check_shape(broken, SERVICE_MONITOR)
     for fragment in ("labels", "path", "scheme", "interval", "honorLabels", "intervall: unknown field"):
         assert any(fragment in problem for problem in problems), (fragment, problems)
+
+
+def test_service_monitor_sample_limit_is_set_above_the_series_budget(helm: Helm) -> None:
+    monitor = helm.render(ci_values("servicemonitor")).one("ServiceMonitor")
+    assert (
+        monitor["spec"]["sampleLimit"]
+        == load_yaml(ci_values("servicemonitor"))["serviceMonitor"]["sampleLimit"]
+    )
+    unset = helm.render(ci_values("default"), sets=["serviceMonitor.enabled=true"]).one("ServiceMonitor")
+    assert "sampleLimit" not in unset["spec"], "0, the default, leaves Prometheus' own limit"
+    budget = helm.render(
+        ci_values("default"),
+        sets=["serviceMonitor.enabled=true", "serviceMonitor.sampleLimit=6000", "config.maxSeries=5000"],
+    )
+    assert budget.one("ServiceMonitor")["spec"]["sampleLimit"] == 6000
+    assert env_of(budget)["RUNLOOP_EXPORTER_MAX_SERIES"] == "5000"
 
 
 def test_service_monitor_sets_the_job_the_alerts_select(helm: Helm) -> None:
@@ -497,15 +526,17 @@ def test_prometheus_rule_options_change_only_what_they_say(helm: Helm) -> None:
     disabled = set(values["prometheusRule"]["disabledAlerts"])
     job = values["serviceMonitor"]["jobName"]
     for group in expected["groups"]:
-        group["rules"] = [r for r in group["rules"] if r["alert"] not in disabled]
+        group["rules"] = [r for r in group["rules"] if r.get("alert") not in disabled]
         for rule in group["rules"]:
+            if "record" in rule:  # its series keep their labels, so the alerts that read them still match
+                continue
             rule["labels"] = {**values["prometheusRule"]["additionalRuleLabels"], **rule["labels"]}
             rule["expr"] = rule["expr"].replace('job="runloop-exporter"', f'job="{job}"')
             rule["annotations"] = {
                 k: v.replace('job="runloop-exporter"', f'job="{job}"') for k, v in rule["annotations"].items()
             }
     assert rendered["spec"] == expected
-    names = [r["alert"] for g in rendered["spec"]["groups"] for r in g["rules"]]
+    names = [r["alert"] for g in rendered["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert disabled
     assert not disabled & set(names)
     assert any(f'up{{job="{job}"}}' in r["expr"] for g in rendered["spec"]["groups"] for r in g["rules"])
@@ -516,7 +547,9 @@ def test_additional_rule_labels_do_not_override_severity(helm: Helm) -> None:
         ci_values("default"),
         sets=["prometheusRule.enabled=true", "prometheusRule.additionalRuleLabels.severity=none"],
     ).one("PrometheusRule")
-    severities = {r["labels"]["severity"] for g in rendered["spec"]["groups"] for r in g["rules"]}
+    severities = {
+        r["labels"]["severity"] for g in rendered["spec"]["groups"] for r in g["rules"] if "alert" in r
+    }
     assert severities <= {"critical", "warning", "info"}
 
 
@@ -568,6 +601,10 @@ CONTRADICTIONS = {
         ["config.existingSecret.name=s", "networkPolicy.egress.enabled=true"],
         "networkPolicy.egress.enabled is true but networkPolicy.enabled is false",
     ),
+    "sample-limit-below-the-series-budget": (
+        ["config.existingSecret.name=s", "serviceMonitor.enabled=true", "serviceMonitor.sampleLimit=50000"],
+        "serviceMonitor.sampleLimit is 50000, below config.maxSeries (100000) + 1000",
+    ),
     "unknown-disabled-alert": (
         [
             "config.existingSecret.name=s",
@@ -605,6 +642,10 @@ SCHEMA_REJECTS = {
     "port-not-a-number": ["service.port=http"],
     "bad-digest": ["image.digest=latest"],
     "bad-interval": ["serviceMonitor.interval=30"],
+    "negative-sample-limit": ["serviceMonitor.sampleLimit=-1"],
+    "series-budget-too-small": ["config.maxSeries=10"],
+    "stuck-after-zero-hours": ["prometheusRule.thresholds.stuckAfterHours=0"],
+    "enabled-not-a-boolean": ["enabled=maybe"],
 }
 
 
@@ -707,3 +748,211 @@ def test_notes_tell_how_to_reach_metrics(helm: Helm) -> None:
     assert f"port-forward svc/{RELEASE}-runloop-exporter 9756" in notes
     assert "/metrics" in notes
     assert "job_name: runloop-exporter" in notes
+
+
+# --- thresholds operators tune, rendered into the rules ----------------------------------------------------
+
+TUNED = {"stuckAfterHours": 2, "failureShare": 0.25, "scoreRegressionMargin": 0.5}
+
+
+def _rendered_rules(helm: Helm, thresholds: dict[str, float]) -> dict[str, dict[str, Any]]:
+    manifests = helm.render(
+        ci_values("default"),
+        sets=["prometheusRule.enabled=true"],
+        set_json=["prometheusRule.thresholds=" + json.dumps(thresholds)],
+    )
+    return {
+        r["alert"]: r
+        for g in manifests.one("PrometheusRule")["spec"]["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+
+
+def test_thresholds_change_the_rules_and_their_texts(helm: Helm) -> None:
+    rules = _rendered_rules(helm, TUNED)
+    stuck = rules["RunloopBenchmarkRunStuck"]
+    assert "> 2 * 3600" in stuck["expr"]
+    assert "more than 2 hours" in stuck["annotations"]["description"]
+    ratio = rules["RunloopBenchmarkFailureRatioHigh"]
+    assert "> 0.25" in ratio["expr"]
+    assert "> 0.5" not in ratio["expr"]
+    assert "More than 25% (and at least 3)" in ratio["annotations"]["description"]
+    for name in ("RunloopBenchmarkScoreRegression", "RunloopAgentScoreRegression"):
+        assert "0.5 * (" in rules[name]["expr"], name
+        assert "less than 50% of the mean" in rules[name]["annotations"]["description"], name
+    untouched = _rendered_rules(helm, {})
+    assert rules["RunloopExporterDown"] == untouched["RunloopExporterDown"]
+
+
+def test_rendered_thresholds_fire_where_they_say(helm: Helm, promtool: str, tmp_path: Path) -> None:
+    """The rendered rules, run by promtool: stuck after 2 hours, a 30% failure share, a drop below half the
+    mean (and not one to 55%, which the default 80% would report)."""
+    manifests = helm.render(
+        ci_values("default"),
+        sets=["prometheusRule.enabled=true"],
+        set_json=["prometheusRule.thresholds=" + json.dumps(TUNED)],
+    )
+    groups = manifests.one("PrometheusRule")["spec"]["groups"]
+    for group in groups:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)  # their texts are checked above; here, when the rules fire
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    check = run([promtool, "check", "rules", str(tmp_path / "rules.yaml")])
+    assert check.returncode == 0, check.stdout + check.stderr
+    at = 'job="runloop-exporter",instance="a:9756",benchmark_id="bmd_a"'
+    b = 'job="runloop-exporter",instance="a:9756",benchmark_id="bmd_b"'
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": f"runloop_benchmark_oldest_running_run_start_timestamp_seconds{{{at}}}",
+                        "values": "0x200",
+                    },
+                    {"series": 'runloop_up{job="runloop-exporter",instance="a:9756"}', "values": "1x200"},
+                    # 3 failures and 7 completions from 10m: a 30% share, above 25% (not above the default 50%).
+                    {"series": f'runloop_benchmark_runs{{{at},state="failed"}}', "values": "0x10 3x190"},
+                    {"series": f'runloop_benchmark_runs{{{at},state="completed"}}', "values": "0x10 7x190"},
+                    # Five scored runs of 0.9, then one of 0.45 on bmd_a (55% of the mean of 0.825: below the
+                    # default 80%, not below 50%) and one of 0.3 on bmd_b (40% of 0.8: below both).
+                    {"series": f"runloop_benchmark_run_score_count{{{at}}}", "values": "0x10 5x10 6x180"},
+                    {"series": f"runloop_benchmark_run_score_sum{{{at}}}", "values": "0x10 4.5x10 4.95x180"},
+                    {
+                        "series": f"runloop_benchmark_last_completed_run_score{{{at}}}",
+                        "values": "_x11 0.9x10 0.45x180",
+                    },
+                    {"series": f"runloop_benchmark_run_score_count{{{b}}}", "values": "0x10 5x10 6x180"},
+                    {"series": f"runloop_benchmark_run_score_sum{{{b}}}", "values": "0x10 4.5x10 4.8x180"},
+                    {
+                        "series": f"runloop_benchmark_last_completed_run_score{{{b}}}",
+                        "values": "_x11 0.9x10 0.3x180",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "1h50m", "alertname": "RunloopBenchmarkRunStuck", "exp_alerts": []},
+                    {
+                        "eval_time": "2h10m",
+                        "alertname": "RunloopBenchmarkRunStuck",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "job": "runloop-exporter",
+                                    "benchmark_id": "bmd_a",
+                                }
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "40m",
+                        "alertname": "RunloopBenchmarkFailureRatioHigh",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "job": "runloop-exporter",
+                                    "benchmark_id": "bmd_a",
+                                }
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "40m",
+                        "alertname": "RunloopBenchmarkScoreRegression",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "job": "runloop-exporter",
+                                    "benchmark_id": "bmd_b",
+                                }
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    result = run([promtool, "test", "rules", str(tmp_path / "tests.yaml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_rules_file_that_drops_a_threshold_literal_fails_the_render(helm: Helm, tmp_path: Path) -> None:
+    """The template replaces literals; if the rules file stops writing one, the render must say so."""
+    chart = tmp_path / "runloop-exporter"
+    shutil.copytree(CHART, chart, symlinks=False)
+    rules = chart / "files" / "alerts.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace("> 6 * 3600", "> 21600"), encoding="utf-8")
+    result = helm(
+        "template", RELEASE, str(chart), "--set", "config.demo=true", "--set", "prometheusRule.enabled=true"
+    )
+    assert result.returncode != 0
+    assert 'RunloopBenchmarkRunStuck no longer writes "6 * 3600"' in result.stderr
+
+
+# --- as a subchart of an umbrella chart -----------------------------------------------------------------
+
+
+def umbrella(tmp_path: Path, helm: Helm) -> Path:
+    """A parent chart that depends on this one with `condition: runloop-exporter.enabled`, as umbrella
+    charts do, its dependency built by the real helm from the chart's folder."""
+    parent = tmp_path / "umbrella"
+    parent.mkdir()
+    (parent / "Chart.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v2",
+                "name": "umbrella",
+                "version": "1.0.0",
+                "dependencies": [
+                    {
+                        "name": "runloop-exporter",
+                        "version": str(CHART_META["version"]),
+                        "repository": f"file://{CHART}",
+                        "condition": "runloop-exporter.enabled",
+                    }
+                ],
+            }
+        )
+    )
+    (parent / "values.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"imageRegistry": "unused"},
+                "runloop-exporter": {"enabled": True, "config": {"demo": True}},
+            }
+        )
+    )
+    (parent / "templates").mkdir()
+    (parent / "templates" / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-umbrella\ndata: {}\n"
+    )
+    built = helm("dependency", "build", str(parent))
+    assert built.returncode == 0, built.stdout + built.stderr
+    return parent
+
+
+def test_installs_as_a_subchart_with_a_condition(helm: Helm, tmp_path: Path) -> None:
+    """The schema accepts `enabled` (it rejected it: additionalProperties false) and global values, and the
+    condition switches the whole chart on and off."""
+    parent = umbrella(tmp_path, helm)
+    lint = helm("lint", "--strict", str(parent))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    on = helm("template", "u", str(parent), "--namespace", NAMESPACE)
+    assert on.returncode == 0, on.stderr
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(on.stdout) if doc)
+    assert kinds == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
+    off = helm(
+        "template", "u", str(parent), "--namespace", NAMESPACE, "--set", "runloop-exporter.enabled=false"
+    )
+    assert off.returncode == 0, off.stderr
+    assert [doc["kind"] for doc in yaml.safe_load_all(off.stdout) if doc] == ["ConfigMap"]
+    typo = helm(
+        "template", "u", str(parent), "--namespace", NAMESPACE, "--set", "runloop-exporter.enabld=true"
+    )
+    assert typo.returncode != 0, "the schema still rejects what it does not know"

@@ -18,6 +18,7 @@ from tests.support.deploy import (
     RULES_FILE,
     load_yaml,
     metric_names,
+    recorded_names,
     run,
 )
 
@@ -27,7 +28,7 @@ TARGETS: list[tuple[dict[str, Any], dict[str, Any]]] = [(p, t) for p in PANELS f
 TARGET_IDS = [f"{p['id']}-{t['refId']}" for p, t in TARGETS]
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # The only variables a panel query may use, and what an end-to-end test substitutes for them.
-SUBSTITUTES = {"$benchmark": "bmd_.*", "$__rate_interval": "1m", "$__range": "1h"}
+SUBSTITUTES = {"$benchmark": ".*", "$__rate_interval": "1m", "$__range": "1h"}
 BENCHMARK_FILTER = 'benchmark_id=~"$benchmark"'
 
 
@@ -81,25 +82,52 @@ def test_datasource_variable() -> None:
     assert var["current"] == {}, "a saved current value would pin someone's datasource"
 
 
-def test_benchmark_variables_map_names_to_ids() -> None:
-    by_name = variables()["benchmark_name"]
-    assert by_name["type"] == "query"
-    assert by_name["definition"] == "label_values(runloop_benchmark_info, benchmark_name)"
-    assert by_name["query"]["query"] == by_name["definition"]
-    assert by_name["multi"]
-    assert by_name["includeAll"]
-    ids = variables()["benchmark"]
-    assert (
-        ids["definition"]
-        == 'label_values(runloop_benchmark_info{benchmark_name=~"$benchmark_name"}, benchmark_id)'
-    )
-    assert ids["query"]["query"] == ids["definition"]
-    assert ids["hide"] == 2, "the id variable is plumbing; people pick names"
-    assert ids["multi"]
-    assert ids["includeAll"]
-    assert not ids.get("allValue"), "'All' must expand to the ids of the chosen names, not to .*"
-    for var in (by_name, ids):
-        assert var["datasource"] == DATASOURCE
+def grafana_query_result_lines(result: list[dict[str, Any]]) -> list[str]:
+    """How Grafana's Prometheus datasource writes a query_result() variable query's series, one a line:
+    `name{label="value",...} value timestamp_ms`, labels in the API's (sorted) order, values as they are."""
+    lines = []
+    for series in result:
+        metric = dict(series["metric"])
+        name = metric.pop("__name__", "")
+        labels = ",".join(f'{key}="{value}"' for key, value in metric.items())
+        lines.append(f"{name}{{{labels}}} {series['value'][1]} {int(float(series['value'][0]) * 1000)}")
+    return lines
+
+
+def picker_options(variable: dict[str, Any], lines: list[str]) -> set[tuple[str, str]]:
+    """(text, value) of each option Grafana makes from the lines with the variable's regex."""
+    pattern = variable["regex"].strip("/").replace("(?<", "(?P<")  # JavaScript's named groups, in Python
+    options = set()
+    for line in lines:
+        match = re.search(pattern, line)
+        if match:
+            options.add((match.group("text"), match.group("value")))
+    return options
+
+
+def test_one_benchmark_picker_whose_all_means_all() -> None:
+    """Issue 23: "All" was the list of named ids, which drops runs and jobs without a benchmark and
+    benchmarks used only through jobs. Now All is .*, which every panel's benchmark_id=~ reads as every
+    series, the label left out included; picking names still selects their ids."""
+    assert set(variables()) == {"datasource", "benchmark"}
+    var = variables()["benchmark"]
+    assert var["type"] == "query"
+    assert var["label"] == "Benchmark"
+    assert var["hide"] == 0
+    assert var["multi"]
+    assert var["includeAll"]
+    assert var["allValue"] == ".*"
+    assert var["current"]["value"] == ["$__all"]
+    assert var["datasource"] == DATASOURCE
+    assert var["query"]["query"] == var["definition"]
+    assert var["definition"].startswith("query_result(")
+    assert "runloop_benchmark_info" in var["definition"]
+    assert "runloop_benchmark_jobs" in var["definition"], "benchmarks known only from jobs can be picked"
+    lines = [
+        '{benchmark_id="bmd_a",benchmark_name="alpha suite"} 1 1700000000000',
+        '{benchmark_id="bmd_j",benchmark_name="bmd_j"} 1 1700000000000',
+    ]
+    assert picker_options(var, lines) == {("alpha suite", "bmd_a"), ("bmd_j", "bmd_j")}
 
 
 def test_panels_have_ids_titles_descriptions_and_targets() -> None:
@@ -138,6 +166,8 @@ def test_query_uses_only_known_variables_and_metrics(panel: dict[str, Any], targ
     names = metric_names(expr)
     assert names, f"{panel['title']}: no runloop metric"
     assert names <= CONTRACT, f"{panel['title']}: {names - CONTRACT}"
+    recorded = {r["record"] for g in load_yaml(RULES_FILE)["groups"] for r in g["rules"] if "record" in r}
+    assert recorded_names(expr) <= recorded, f"{panel['title']}: a series the rules do not record"
     # Benchmark and agent panels follow the picker. (runloop_benchmark_info may appear unfiltered to join
     # names.)
     selectors = re.findall(r"(runloop_(?:benchmark|agent)_[a-z_]+)(\{[^}]*\})?", expr)
@@ -185,13 +215,26 @@ def test_covers_what_a_cold_reader_needs() -> None:
         assert health in everything
 
 
+NAME_JOIN = "group_left (benchmark_name) (topk by (benchmark_id) (1, max by (benchmark_id, benchmark_name) (runloop_benchmark_info)) or on (benchmark_id) label_replace(label_replace(group by (benchmark_id) ("
+UNNAMED = (
+    '"benchmark_name", "$1", "benchmark_id", "(.+)"), "benchmark_name", "(no benchmark)", "benchmark_id", "")'
+)
+
+
 def test_per_benchmark_series_are_named_not_numbered() -> None:
-    """Series per benchmark carry the benchmark's name (joined from runloop_benchmark_info) as legend."""
+    """Series per benchmark carry the benchmark's name (joined from runloop_benchmark_info) as legend; a
+    benchmark without a name (used only through jobs) its id, and runs without a benchmark "(no
+    benchmark)": a plain join would drop both from the panel."""
     per_benchmark = [(p, t) for p, t in TARGETS if "per benchmark" in p["title"].lower()]
     assert len(per_benchmark) >= 3
-    for panel, target in per_benchmark:
+    joined = [(p, t) for p, t in TARGETS if "benchmark_name" in t["expr"]]
+    assert len(joined) >= len(per_benchmark) + 2  # the leaderboard and the agents' scores too
+    for panel, target in joined:
         # One name per id even while a renamed benchmark has two info series: no many-to-many error.
-        assert "group_left (benchmark_name) topk by (benchmark_id) (1, " in target["expr"], panel["title"]
+        assert NAME_JOIN in target["expr"], panel["title"]
+        assert UNNAMED in target["expr"], panel["title"]
+        assert target["expr"].count("runloop_benchmark_info") == 1, panel["title"]
+    for panel, target in per_benchmark:
         assert target["legendFormat"] == "{{benchmark_name}}", panel["title"]
     for panel, target in TARGETS:
         assert "benchmark_id" not in target["legendFormat"], panel["title"]
@@ -252,14 +295,16 @@ def test_leaderboard_mean_is_the_alerts_mean() -> None:
     alert = _flat(rule["expr"])
     refs = {t["refId"]: _flat(t["expr"]) for t in table["targets"]}
     for metric in ("runloop_agent_benchmark_run_score_sum", "runloop_agent_benchmark_run_score_count"):
-        delta = f"maxwithout(instance,pod)({metric})-minwithout(instance,pod)(min_over_time({metric}[7d]))"
+        baseline = "runloop:" + metric.removeprefix("runloop_") + ":min_over_time_7d"
+        delta = f"maxwithout(instance,pod)({metric})-{baseline}"
         assert delta in alert, f"the rule no longer reads {metric} this way: update the dashboard with it"
         assert delta in refs["B"], metric
     assert refs["B"].startswith("((maxwithout(instance,pod)(runloop_agent_benchmark_run_score_sum)")
     assert "/((maxwithout(instance,pod)(runloop_agent_benchmark_run_score_count)" in refs["B"]
     assert refs["A"].startswith("maxwithout(instance,pod)(runloop_agent_last_benchmark_run_score)")
     assert alert.startswith("maxwithout(instance,pod)(runloop_agent_last_benchmark_run_score)")
-    assert "min_over_time(runloop_agent_benchmark_run_score_count[7d])" in refs["C"]
+    assert "-runloop:agent_benchmark_run_score_count:min_over_time_7d" in refs["C"]
+    assert "[7d]" not in "".join(refs.values()), "the 7-day baselines are recorded by the rules"
     # One row per benchmark, agent and model: the three queries are merged into one table.
     assert [t["format"] for t in table["targets"]] == ["table"] * 3
     assert all(t["instant"] for t in table["targets"])

@@ -79,6 +79,8 @@ def test_final_stage_runs_as_a_numeric_user_with_labels_and_healthcheck() -> Non
     env = " ".join(rest for keyword, rest in final if keyword == "ENV")
     assert "PYTHONUNBUFFERED=1" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env, "nothing to write on a read-only root"
+    # The commit reaches runloop_exporter_build_info{revision} (exporter.metrics.telemetry.REVISION_ENV).
+    assert "RUNLOOP_EXPORTER_BUILD_REVISION=${REVISION}" in env
     (entrypoint,) = [rest for keyword, rest in final if keyword == "ENTRYPOINT"]
     assert json.loads(entrypoint) == ["runloop-exporter"]
 

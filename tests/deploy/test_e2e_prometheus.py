@@ -1,7 +1,8 @@
 """End to end: the real exporter on the simulator, scraped by a real Prometheus with the rules.
 
 Every dashboard query, with its variables filled in as Grafana would, returns data through Prometheus'
-HTTP API; every rule evaluates without error; a run that fails in the simulator makes
+HTTP API, and "All" counts the runs and jobs without a benchmark and a benchmark used only through jobs;
+every rule evaluates without error; a run that fails in the simulator makes
 RunloopBenchmarkRunFailed fire, and a benchmark job that ends failed or timeout makes
 RunloopBenchmarkJobFailed fire, while the failures already in the history did not; an agent and model whose
 newest job scores far below its earlier ones makes RunloopAgentScoreRegression fire, and the dashboard's
@@ -27,6 +28,7 @@ import pytest
 import yaml
 
 from exporter.simulator import Simulator, World
+from tests.deploy.test_dashboard import grafana_query_result_lines, picker_options
 from tests.support.deploy import DASHBOARD_FILE, RULES_FILE
 from tests.support.exporter_process import Exporter
 from tests.support.ports import free_port
@@ -45,15 +47,26 @@ BENCHMARKS = {"bmd_e2eAlpha0001": "alpha suite", "bmd_e2eBravo0002": "bravo suit
 # and the exporter stall for seconds at times, and with 1 s a scrape times out now and then. A failed scrape
 # marks every series stale, which resets the `for` of a pending alert.
 SCRAPE_S = 5
-# RunloopAgentScoreRegression's `for` in the rules this Prometheus loads: the rule file's own 5 minutes
-# would hold the suite for 5 minutes. Only that field differs (test_only_the_regression_hold_is_shortened);
-# promtool's unit tests (deploy/prometheus/alerts_test.yaml) check the real `for` of the real file.
+# The `for` of the alerts fired here, in the rules this Prometheus loads: the rule file's own 5 minutes
+# would hold the suite for 5 minutes each. Only these fields differ, with the baselines' group evaluated at
+# the global interval rather than once a minute (test_only_the_holds_are_shortened); promtool's unit tests
+# (deploy/prometheus/alerts_test.yaml) check the real `for` of the real file.
 REGRESSION_HOLD = "30s"
+FAILED_HOLD = "5s"
+SHORTENED = {
+    "RunloopAgentScoreRegression": REGRESSION_HOLD,
+    "RunloopBenchmarkRunFailed": FAILED_HOLD,
+    "RunloopBenchmarkJobFailed": FAILED_HOLD,
+}
+BASELINES_GROUP = "runloop-baselines"
 # What Grafana would put in: $__rate_interval is at least 4 scrape intervals.
 RATE_INTERVAL = f"{4 * SCRAPE_S}s"
 RANGE = "5m"
 WAIT_S = 90.0
 ALPHA, BRAVO = BENCHMARKS
+# A benchmark used only through benchmark jobs: no run of its own, so no runloop_benchmark_info (the runs its
+# jobs make, like every job's, have no benchmark).
+JOBS_ONLY = "bmd_e2eJobsOnly03"
 # The agent and model whose score drops (on alpha), and the one whose jobs fail (on bravo).
 REGRESSING = ("claude-code", "claude-opus-4")
 FAILING = ("swe-agent", "gpt-4.1")
@@ -161,6 +174,13 @@ def _seed_jobs(world: World, now_ms: int) -> str:
         agents=[FAILING],
         state="failed",
         create_ms=now_ms - 3 * HOUR_MS,
+        n_scenarios=JOB_SCENARIOS,
+    )
+    world.jobs.add(
+        benchmark_id=JOBS_ONLY,
+        agents=[("aider", None)],
+        levels=[0.6],
+        create_ms=now_ms - 2 * HOUR_MS,
         n_scenarios=JOB_SCENARIOS,
     )
     return world.jobs.add(
@@ -273,19 +293,20 @@ def _fill(expr: str, benchmark_regex: str) -> str:
     )
 
 
-def _regression_rule(groups: list[dict[str, Any]]) -> dict[str, Any]:
-    rules: list[dict[str, Any]] = [
-        r for g in groups for r in g["rules"] if r.get("alert") == "RunloopAgentScoreRegression"
-    ]
-    (rule,) = rules
-    return rule
+def _shorten(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for group in groups:
+        if group["name"] == BASELINES_GROUP:
+            del group["interval"]
+        for rule in group["rules"]:
+            if rule.get("alert") in SHORTENED:
+                rule["for"] = SHORTENED[rule["alert"]]
+    return groups
 
 
 def _e2e_groups() -> list[dict[str, Any]]:
-    """The rule file's groups, with RunloopAgentScoreRegression's `for` set to REGRESSION_HOLD."""
+    """The rule file's groups, with the holds of SHORTENED and the baselines at the global interval."""
     groups: list[dict[str, Any]] = yaml.safe_load(RULES_FILE.read_text())["groups"]
-    _regression_rule(groups)["for"] = REGRESSION_HOLD
-    return groups
+    return _shorten(groups)
 
 
 def _rules_for_e2e(tmp: Path) -> Path:
@@ -309,12 +330,22 @@ def _epoch(rfc3339: str) -> float:
 REGRESSION_HOLD_S = _seconds(REGRESSION_HOLD)
 
 
-def test_only_the_regression_hold_is_shortened() -> None:
-    """The e2e rules are the shipped rules but for one `for`, so the alerts fired here are the real ones."""
+def test_only_the_holds_are_shortened() -> None:
+    """The e2e rules are the shipped rules but for a few `for`s and the baselines' interval, so the alerts
+    fired here are the real ones."""
     shipped: list[dict[str, Any]] = yaml.safe_load(RULES_FILE.read_text())["groups"]
-    assert _seconds(str(_regression_rule(shipped)["for"])) > REGRESSION_HOLD_S
-    _regression_rule(shipped)["for"] = REGRESSION_HOLD
-    assert shipped == _e2e_groups()
+    holds = {r["alert"]: r["for"] for g in shipped for r in g["rules"] if r.get("alert") in SHORTENED}
+    assert set(holds) == set(SHORTENED)
+    assert all(_seconds(str(holds[name])) > _seconds(SHORTENED[name]) for name in SHORTENED)
+    changed = [
+        (g["name"], r.get("alert") or r.get("record"))
+        for g, e in zip(shipped, _e2e_groups(), strict=True)
+        for r, f in zip(g["rules"], e["rules"], strict=True)
+        if r != f
+    ]
+    assert sorted(name for _, name in changed) == sorted(SHORTENED)
+    assert [g["name"] for g in shipped if "interval" in g] == [BASELINES_GROUP]
+    assert _shorten(shipped) == _e2e_groups()
 
 
 def test_rules_load_and_evaluate_cleanly(scraping: Stack) -> None:
@@ -333,14 +364,26 @@ def test_rules_load_and_evaluate_cleanly(scraping: Stack) -> None:
             assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
 
 
+def _dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _all_value() -> str:
+    """What Grafana puts in for the Benchmark picker's "All"."""
+    (picker,) = [v for v in _dashboard()["templating"]["list"] if v["name"] == "benchmark"]
+    value: str = picker["allValue"]
+    return value
+
+
 def test_dashboard_variables_resolve(scraping: Stack) -> None:
-    """The Benchmark picker: names from runloop_benchmark_info, then the ids of the chosen names."""
-    names = scraping.api("/api/v1/label/benchmark_name/values?match[]=runloop_benchmark_info")
-    assert sorted(names) == sorted(BENCHMARKS.values())
-    chosen = "alpha suite"
-    selector = urllib.parse.quote(f'runloop_benchmark_info{{benchmark_name=~"{chosen}"}}')
-    ids = scraping.api(f"/api/v1/label/benchmark_id/values?match[]={selector}")
-    assert ids == ["bmd_e2eAlpha0001"]
+    """The Benchmark picker, as Grafana builds it: names from runloop_benchmark_info, and the benchmark
+    known only from its jobs by its id; each option's value is the id the panels select on."""
+    (picker,) = [v for v in _dashboard()["templating"]["list"] if v["name"] == "benchmark"]
+    query = picker["definition"].removeprefix("query_result(").removesuffix(")")
+    lines = grafana_query_result_lines(scraping.query(query))
+    expected = {(name, bid) for bid, name in BENCHMARKS.items()} | {(JOBS_ONLY, JOBS_ONLY)}
+    assert picker_options(picker, lines) == expected, lines
 
 
 def _key_selector(benchmark_id: str, agent: tuple[str, str]) -> str:
@@ -450,8 +493,7 @@ def test_a_score_drop_makes_the_agent_regression_alert_pending(
 def test_leaderboard_shows_the_alerts_mean(score_drop: ScoreDrop, scraping: Stack) -> None:
     """The dashboard's leaderboard, queried as Grafana would, shows the latest score and the mean the
     alert compares it with, over the outcomes scored in the window."""
-    dashboard = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
-    (table,) = [p for p in dashboard["panels"] if p["title"].startswith("Leaderboard")]
+    (table,) = [p for p in _dashboard()["panels"] if p["title"].startswith("Leaderboard")]
     latest, mean, count = (
         _fill(t["expr"], "(" + "|".join(sorted(BENCHMARKS)) + ")") for t in table["targets"]
     )
@@ -475,14 +517,16 @@ def test_leaderboard_shows_the_alerts_mean(score_drop: ScoreDrop, scraping: Stac
     assert row(count)[idle] == 0
 
 
+def _targets() -> list[tuple[str, str]]:
+    return [
+        (p["title"], t["expr"]) for p in _dashboard()["panels"] if p["type"] != "row" for t in p["targets"]
+    ]
+
+
 def test_every_dashboard_query_returns_data(scraping: Stack, score_drop: ScoreDrop) -> None:
     """Including the agents row: the leaderboard's 7-day mean needs outcomes scored in the window."""
-    dashboard = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
-    targets = [
-        (p["title"], t["expr"]) for p in dashboard["panels"] if p["type"] != "row" for t in p["targets"]
-    ]
-    # "All" benchmarks, as Grafana renders a multi-value variable for a regex matcher.
-    regex = "(" + "|".join(sorted(BENCHMARKS)) + ")"
+    targets = _targets()
+    regex = _all_value()  # "All", as Grafana puts it in
     missing: list[str] = []
 
     def all_have_data() -> bool:
@@ -490,6 +534,54 @@ def test_every_dashboard_query_returns_data(scraping: Stack, score_drop: ScoreDr
         return not missing
 
     wait_for(all_have_data, "every dashboard query to return data", lambda: "Empty:\n" + "\n".join(missing))
+
+
+def test_all_counts_what_has_no_benchmark_or_no_name(scraping: Stack) -> None:
+    """Issue 23: with "All", every panel counts the runs and jobs without a benchmark and the benchmark
+    used only through jobs. Each panel that follows the picker, asked for only those (a regex matching an
+    empty benchmark_id or JOBS_ONLY), shows data, so they reach it; under All, the per-benchmark panels
+    name them, and the counts include them."""
+    # A job scored now on JOBS_ONLY, so that its 7-day mean (outcomes scored in the window) exists too.
+    scraping.world.jobs.add(
+        benchmark_id=JOBS_ONLY,
+        agents=[("aider", None)],
+        levels=[0.7],
+        create_ms=int(time.time() * 1000),
+        n_scenarios=JOB_SCENARIOS,
+    )
+    hidden = f"|{JOBS_ONLY}"
+    targets = [(title, expr) for title, expr in _targets() if "$benchmark" in expr]
+    assert len(targets) >= 20
+    missing: list[str] = []
+
+    def all_reached() -> bool:
+        missing[:] = [
+            f"{title}: {expr}" for title, expr in targets if not scraping.query(_fill(expr, hidden))
+        ]
+        return not missing
+
+    wait_for(all_reached, "every panel to show the unnamed world", lambda: "Empty:\n" + "\n".join(missing))
+
+    def legends(title: str) -> set[str]:
+        (expr,) = [e for t, e in _targets() if t == title][:1]
+        return {r["metric"].get("benchmark_name", "") for r in scraping.query(_fill(expr, _all_value()))}
+
+    assert "(no benchmark)" in legends("Running runs per benchmark")
+    assert {"(no benchmark)", *BENCHMARKS.values()} <= legends("Latest score per benchmark")
+    assert JOBS_ONLY in legends("Latest score by agent and model")
+    assert JOBS_ONLY in legends("Leaderboard: latest and 7-day mean score by agent and model")
+
+    # The counts, against the simulator's own truth.
+    def stat(title: str) -> float | None:
+        (expr,) = [e for t, e in _targets() if t == title]
+        return _scalar(scraping, _fill(expr, _all_value()))
+
+    def running() -> int:
+        return sum(1 for run in scraping.world.runs() if run["state"] == "running")
+
+    assert running() > len(BENCHMARKS), "runs of the live job, without a benchmark, are running too"
+    wait_for(lambda: stat("Running now") == running(), "Running now to count every running run")
+    assert stat("Benchmarks") == len(BENCHMARKS) + 1
 
 
 def test_a_failed_run_fires_the_run_failed_alert(scraping: Stack) -> None:
@@ -540,7 +632,10 @@ def test_a_job_that_fails_or_times_out_fires_the_job_failed_alert(scraping: Stac
         assert alert["labels"]["job"] == "runloop-exporter"
         assert alert["labels"]["severity"] == "warning"
         assert float(alert["value"]) == 1
-        assert alert["annotations"]["summary"] == f"1 benchmark job(s) ended {state} in the last 15 minutes."
+        assert alert["labels"]["benchmark_id"] == BRAVO
+        assert alert["annotations"]["summary"] == (
+            f"1 benchmark job(s) of benchmark {BENCHMARKS[BRAVO]} ({BRAVO}) ended {state} in the last 15 minutes."
+        )
 
 
 @pytest.mark.timeout(2 * REGRESSION_HOLD_S + 3 * WAIT_S)

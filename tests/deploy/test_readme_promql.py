@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.deploy import CONTRACT, metric_names, run
+from tests.support.deploy import CONTRACT, RULES_FILE, load_yaml, metric_names, recorded_names, run
 from tests.support.tools import REPO
 
 BLOCK = re.compile(r"```promql\n(.*?)```", re.S)
@@ -47,10 +47,13 @@ def test_each_query_parses(promtool: str, tmp_path: Path) -> None:
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
 
 
-def test_each_query_names_only_exported_series() -> None:
+def test_each_query_names_only_exported_or_recorded_series() -> None:
+    recorded = {r["record"] for g in load_yaml(RULES_FILE)["groups"] for r in g["rules"] if "record" in r}
     for comment, query in QUERIES:
         unknown = metric_names(query) - CONTRACT
         assert not unknown, f"{comment}: {unknown}"
+        assert recorded_names(query) <= recorded, comment
+        assert "[7d]" not in query, f"{comment}: read the recorded 7-day baseline instead"
 
 
 def test_a_comment_splits_queries_and_a_continued_comment_does_not() -> None:

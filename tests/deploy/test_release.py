@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -21,7 +22,7 @@ import yaml
 
 from exporter import __version__
 from exporter.metrics.telemetry import Telemetry
-from tests.support.deploy import CHART, load_yaml, run
+from tests.support.deploy import CHART, Helm, load_yaml, run
 from tests.support.tools import REPO, require_tool
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
@@ -53,7 +54,8 @@ def test_package_cli_and_build_info_give_the_pyproject_version() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"runloop-exporter {VERSION}"
     registry = Telemetry().registry
-    assert registry.get_sample_value("runloop_exporter_build_info", {"version": VERSION}) == 1
+    labels = {"version": VERSION, "revision": "unknown"}  # a source tree knows no commit (the image does)
+    assert registry.get_sample_value("runloop_exporter_build_info", labels) == 1
 
 
 def test_chart_lock_and_version_script_agree_with_pyproject() -> None:
@@ -148,7 +150,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     )
     assert once.returncode == 0, once.stderr
     assert re.search(r"^runloop_benchmark_runs\{.*\} \d+", once.stdout, re.MULTILINE), once.stdout[:2000]
-    assert f'runloop_exporter_build_info{{version="{VERSION}"}} 1.0' in once.stdout
+    assert f'runloop_exporter_build_info{{revision="unknown",version="{VERSION}"}} 1.0' in once.stdout
 
 
 # --- workflows -----------------------------------------------------------------------------------------
@@ -181,6 +183,61 @@ def test_release_workflow_publishes_a_checked_version() -> None:
     for name in ("pypi", "image", "chart"):
         needs = jobs[name]["needs"]
         assert needs in ("check", "package"), f"{name} publishes only after the checks"
+
+
+def test_the_published_chart_installs_the_published_image(helm: Helm, tmp_path: Path) -> None:
+    """The image job tags and the chart job's default image come from one name, computed once by the check
+    job; the chart job writes it into the chart before packaging. Here the check job's own command runs for
+    a repository named in mixed case, the chart job's script on a copy of the chart, and helm packages and
+    renders it: the default image is the one the release pushes, at the chart's appVersion."""
+    jobs = workflow("release.yml")["jobs"]
+    assert jobs["check"]["outputs"]["image"] == "${{ steps.image.outputs.image }}"
+    (naming,) = [step for step in steps(jobs["check"]) if step.get("id") == "image"]
+    output = tmp_path / "github-output"
+    named = run(
+        ["bash", "-c", naming["run"]],
+        env={
+            "GITHUB_REPOSITORY": "Acme/Runloop-Exporter",
+            "GITHUB_OUTPUT": str(output),
+            "PATH": "/usr/bin:/bin",
+        },
+    )
+    assert named.returncode == 0, named.stderr
+    image = output.read_text().strip().removeprefix("image=")
+    assert image == "ghcr.io/acme/runloop-exporter"
+
+    (build,) = [s for s in steps(jobs["image"]) if str(s.get("uses", "")).startswith("docker/build-push")]
+    assert build["with"]["tags"].strip().splitlines() == [
+        "${{ needs.check.outputs.image }}:${{ needs.check.outputs.version }}",
+        "${{ needs.check.outputs.image }}:latest",
+    ]
+    (package,) = [s for s in steps(jobs["chart"]) if "helm package" in str(s.get("run", ""))]
+    assert package["env"]["IMAGE"] == "${{ needs.check.outputs.image }}"
+    script = str(package["run"])
+    stamp = 'bash scripts/chart-image.sh deploy/helm/runloop-exporter "$IMAGE"'
+    assert script.index(stamp) < script.index("helm package deploy/helm/runloop-exporter")
+
+    chart = tmp_path / "runloop-exporter"
+    shutil.copytree(CHART, chart)
+    stamped = run(["bash", str(REPO / "scripts" / "chart-image.sh"), str(chart), image])
+    assert stamped.returncode == 0, stamped.stderr
+    packaged = helm("package", str(chart), "--destination", str(tmp_path / "dist"))
+    assert packaged.returncode == 0, packaged.stderr
+    (tgz,) = (tmp_path / "dist").glob("runloop-exporter-*.tgz")
+    rendered = helm("template", "rel", str(tgz), "--set", "config.demo=true")
+    assert rendered.returncode == 0, rendered.stderr
+    (deployment,) = [d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{image}:{VERSION}"
+    # Only that line changed; a name the registry would refuse is refused before it is written.
+    before = (CHART / "values.yaml").read_text(encoding="utf-8").splitlines()
+    after = (chart / "values.yaml").read_text(encoding="utf-8").splitlines()
+    assert [(a, b) for a, b in zip(before, after, strict=True) if a != b] == [
+        ("  repository: runloop-exporter", f"  repository: {image}")
+    ]
+    refused = run(["bash", str(REPO / "scripts" / "chart-image.sh"), str(chart), "ghcr.io/Acme/x:latest"])
+    assert refused.returncode != 0
+    assert "is not an image repository" in refused.stderr
 
 
 def test_actionlint_passes_on_the_workflows() -> None:

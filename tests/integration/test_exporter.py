@@ -174,12 +174,9 @@ def test_every_series_matches_the_dataset_and_follows_changes(
     assert (sample(scraped, "runloop_exporter_last_successful_sync_timestamp_seconds") or 0) > NOW_MS / 1000
     assert (sample(scraped, "runloop_exporter_sync_duration_seconds_count") or 0) >= 1
     assert (
-        sample(scraped, "runloop_exporter_api_requests_total", endpoint="/v1/benchmark_runs", code="200") or 0
+        sample(scraped, "runloop_exporter_api_requests_total", path="/v1/benchmark_runs", code="200") or 0
     ) >= 5
-    assert (
-        sample(scraped, "runloop_exporter_api_requests_total", endpoint="/v1/benchmarks/{id}", code="404")
-        == 1
-    )
+    assert sample(scraped, "runloop_exporter_api_requests_total", path="/v1/benchmarks/{id}", code="404") == 1
     assert any(k[0] == "runloop_exporter_build_info" for k in scraped)
 
     # the world changes: runs finish and fail, new ones start, a new benchmark appears
@@ -271,3 +268,33 @@ def test_gzip_scrape_is_one_valid_stream(world: World, start_exporter: Callable[
 def families(text: str) -> list[str]:
     """The metric families of an exposition, in order."""
     return [line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")]
+
+
+def test_accept_picks_openmetrics_or_text_with_the_same_figures(
+    world: World, start_exporter: Callable[..., Exporter]
+) -> None:
+    """Prometheus asks for OpenMetrics first and gets it (gzip too); curl gets the text format."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    seed(world)
+    exporter = start_exporter()
+    exporter.wait_for_sync()
+    accept = (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    plain = httpx.get(f"{exporter.url}/metrics", headers={"Accept-Encoding": "identity"})
+    assert plain.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "# EOF" not in plain.text
+    om = httpx.get(f"{exporter.url}/metrics", headers={"Accept": accept, "Accept-Encoding": "gzip"})
+    assert om.headers["Content-Type"] == "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    assert om.headers["Content-Encoding"] == "gzip"  # httpx inflated it for om.text
+    assert om.text.endswith("# EOF\n")
+    om_samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(om.text)  # type: ignore[no-untyped-call]
+        for s in family.samples
+    }
+    assert benchmark_part(om_samples) == benchmark_part(parse(plain.text)) != {}
+    assert om_samples[("runloop_up", frozenset())] == 1
+    assert ("runloop_exporter_syncs_total", frozenset({("result", "success")})) in om_samples

@@ -153,8 +153,8 @@ def test_fault_keeps_last_snapshot_says_why_and_recovers(
     last_success = value(first, "runloop_exporter_last_successful_sync_timestamp_seconds")
     scraped = wait_for_failures(exporter, value(first, "runloop_exporter_syncs_total", result="failure") + 1)
     assert_degraded(scraped, good, last_success)
-    counted = value(scraped, "runloop_exporter_api_requests_total", endpoint=RUNS, code=code)
-    assert counted > value(before, "runloop_exporter_api_requests_total", endpoint=RUNS, code=code)
+    counted = value(scraped, "runloop_exporter_api_requests_total", path=RUNS, code=code)
+    assert counted > value(before, "runloop_exporter_api_requests_total", path=RUNS, code=code)
     assert exporter.get("/readyz").status_code == 200  # it has figures to serve, stale or not
     causes = [str(e.get("error")) for e in errors(exporter)[logged_before:]]
     assert causes
@@ -179,7 +179,7 @@ def test_connection_refused_keeps_last_snapshot_and_recovers(
         last_success = value(first, "runloop_exporter_last_successful_sync_timestamp_seconds")
         scraped = wait_for_failures(exporter, exporter.failures())
         assert_degraded(scraped, good, last_success)
-        assert value(scraped, "runloop_exporter_api_requests_total", endpoint=RUNS, code="network_error") > 0
+        assert value(scraped, "runloop_exporter_api_requests_total", path=RUNS, code="network_error") > 0
         logged = [str(e.get("error")) for e in errors(exporter)]
         assert logged  # a check over no lines would pass whatever the exporter logged
         assert all("ConnectError" in text for text in logged), logged
@@ -208,7 +208,7 @@ def test_transient_errors_are_retried_with_exponential_backoff(
     scraped = exporter.wait_for_sync(after=0)
     assert value(scraped, "runloop_exporter_syncs_total", result="failure") == 0
     assert value(scraped, "runloop_up") == 1
-    assert value(scraped, "runloop_exporter_api_requests_total", endpoint=RUNS, code="503") == 2
+    assert value(scraped, "runloop_exporter_api_requests_total", path=RUNS, code="503") == 2
     # The backfill's first page comes first, tried again twice; the benchmark listing once it is read.
     first_three = simulator.requests[:3]
     assert [r.path for r in first_three] == [RUNS] * 3
@@ -316,7 +316,7 @@ def test_a_body_sent_byte_by_byte_cannot_hold_a_sync_past_its_deadline(
     count = value(scraped, "runloop_exporter_sync_duration_seconds_count")
     assert value(scraped, "runloop_exporter_sync_duration_seconds_bucket", le="5.0") == count
     assert value(scraped, "runloop_exporter_syncs_total", result="success") == 0
-    assert value(scraped, "runloop_exporter_api_requests_total", endpoint=RUNS, code="timeout") >= 2
+    assert value(scraped, "runloop_exporter_api_requests_total", path=RUNS, code="timeout") >= 2
     logged = [str(e.get("error")) for e in errors(exporter)]
     assert logged
     assert all("timed out" in text for text in logged), logged
@@ -338,7 +338,7 @@ def test_retry_after_seconds_holds_every_request_back(
     scraped = exporter.scrape()
     assert value(scraped, "runloop_exporter_rate_limited_total") >= len(limited)
     assert value(scraped, "runloop_exporter_rate_limited_total") == value(
-        scraped, "runloop_exporter_api_requests_total", endpoint=RUNS, code="429"
+        scraped, "runloop_exporter_api_requests_total", path=RUNS, code="429"
     )
     assert value(scraped, "runloop_up") == 0
     assert benchmark_part(scraped) == good

@@ -276,9 +276,7 @@ def test_a_huge_answer_from_the_api_is_refused_counted_and_not_read_whole(
     wait_until(lambda: syncs(exporter.scrape())[1] > failed_before, what="the sync that got the huge answer")
     slowest, samples = scrape_for(exporter.url, 1.0)
     assert slowest < 1.0
-    code = sample(
-        samples, "runloop_exporter_api_requests_total", endpoint="/v1/benchmark_runs", code="too_large"
-    )
+    code = sample(samples, "runloop_exporter_api_requests_total", path="/v1/benchmark_runs", code="too_large")
     assert code == 1
     assert simulator.faults.huge_bytes_sent < size, "the exporter read the whole answer"
     assert rss_mb(exporter, "VmHWM") - rss_before < MAX_BODY_BYTES * 3 / 2**20

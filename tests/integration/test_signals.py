@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from tests.support.exporter_process import Exporter
+from tests.support.waiting import wait_until
 
 
 def test_a_stream_of_signals_exits_0_within_5_seconds(start_exporter: Callable[..., Exporter]) -> None:
@@ -30,3 +31,24 @@ def test_a_stream_of_signals_exits_0_within_5_seconds(start_exporter: Callable[.
             ) from None
         assert code == 0
         assert '"event": "stopped"' in exporter.logs()
+
+
+def test_sighup_is_logged_and_the_exporter_keeps_serving(start_exporter: Callable[..., Exporter]) -> None:
+    """SIGHUP (a reload, by convention; a terminal that went away) must not kill the exporter silently."""
+    exporter = start_exporter()
+    assert exporter.proc is not None
+    exporter.wait_for_sync()
+
+    def lines() -> int:
+        return exporter.logs().count("SIGHUP received")
+
+    for sent in range(1, 4):  # one at a time: a signal sent while the same one is pending merges with it
+        os.kill(exporter.proc.pid, signal.SIGHUP)
+        wait_until(lambda: lines() >= sent, timeout=10, what=f"SIGHUP line {sent}")  # noqa: B023
+    assert lines() == 3
+    assert exporter.proc.poll() is None
+    assert exporter.get("/healthz").status_code == 200
+    after = exporter.successes()
+    exporter.wait_for_sync(after=after)  # syncs go on
+    assert exporter.stop() == 0
+    assert '"event": "stopped"' in exporter.logs()

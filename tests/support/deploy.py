@@ -30,6 +30,7 @@ HISTOGRAMS = {
     "runloop_benchmark_run_score",
     "runloop_exporter_sync_duration_seconds",
     "runloop_agent_benchmark_run_score",
+    "runloop_exporter_api_request_duration_seconds",
 }
 SIMPLE = {
     "runloop_benchmark_runs",
@@ -53,15 +54,27 @@ SIMPLE = {
     "runloop_agent_last_benchmark_run_score",
     "runloop_agent_last_benchmark_run_timestamp_seconds",
     "runloop_exporter_jobs_available",
+    "runloop_exporter_full_reads_total",
+    "runloop_exporter_job_full_reads_total",
+    "runloop_exporter_backlog_runs",
+    "runloop_exporter_label_values_folded_total",
+    "runloop_exporter_series_budget_folded_values_total",
+    "runloop_exporter_scrape_series",
 }
 CONTRACT = SIMPLE | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
 
 _RUNLOOP_NAME = re.compile(r"\b(runloop_[a-z0-9_]+)")
+_RECORDED_NAME = re.compile(r"\b(runloop:[a-z0-9_]+:[a-z0-9_]+)")
 
 
 def metric_names(expr: str) -> set[str]:
     """The runloop_* metric names an expression refers to."""
     return set(_RUNLOOP_NAME.findall(expr))
+
+
+def recorded_names(expr: str) -> set[str]:
+    """The runloop:...:... series of the rules file's recording rules that an expression refers to."""
+    return set(_RECORDED_NAME.findall(expr))
 
 
 @dataclass(frozen=True)
@@ -90,16 +103,20 @@ class Helm:
     def __call__(self, *args: str) -> Run:
         return run([self.path, *args], env=self.env)
 
-    def template(self, *values_files: Path, sets: Iterable[str] = ()) -> Run:
+    def template(self, *values_files: Path, sets: Iterable[str] = (), set_json: Iterable[str] = ()) -> Run:
         args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
         for path in values_files:
             args += ["-f", str(path)]
         for assignment in sets:
             args += ["--set", assignment]
+        for assignment in set_json:  # numbers stay numbers: --set reads 0.25 as a string
+            args += ["--set-json", assignment]
         return self(*args)
 
-    def render(self, *values_files: Path, sets: Iterable[str] = ()) -> Manifests:
-        result = self.template(*values_files, sets=sets)
+    def render(
+        self, *values_files: Path, sets: Iterable[str] = (), set_json: Iterable[str] = ()
+    ) -> Manifests:
+        result = self.template(*values_files, sets=sets, set_json=set_json)
         assert result.returncode == 0, result.stderr
         docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
         return Manifests(docs)

@@ -29,7 +29,7 @@ def expected_job_samples(
     buckets: tuple[float, ...] = DEFAULT_SCORE_BUCKETS,
 ) -> Samples:
     """Every `runloop_benchmark_jobs` and `runloop_agent_*` sample the exporter must show."""
-    states = dict.fromkeys(STATES, 0)
+    states: dict[str | None, dict[str, int]] = {None: dict.fromkeys(STATES, 0)}  # per benchmark
     groups: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
 
     def labels_of(bid: str | None, agent: str | None, model: str | None) -> tuple[tuple[str, str], ...]:
@@ -53,7 +53,8 @@ def expected_job_samples(
         bid = source.get("benchmark_id") if source.get("type") == "benchmark" else None
         if not admits(bid):
             continue
-        states[view["state"]] = states.get(view["state"], 0) + 1
+        of_benchmark = states.setdefault(bid, dict.fromkeys(STATES, 0))
+        of_benchmark[view["state"]] = of_benchmark.get(view["state"], 0) + 1
         for out in view.get("benchmark_outcomes") or []:
             g = group(labels_of(bid, out["agent_name"], out.get("model_name")))
             g["runs"] += 1
@@ -83,8 +84,10 @@ def expected_job_samples(
                 group(key)["in_progress"] += 1
 
     samples: Samples = {}
-    for state, count in states.items():
-        samples[("runloop_benchmark_jobs", frozenset({("state", state)}))] = count
+    for bid, counts in states.items():
+        where = () if bid is None else (("benchmark_id", bid),)
+        for state, count in counts.items():
+            samples[("runloop_benchmark_jobs", frozenset({*where, ("state", state)}))] = count
     for key, g in groups.items():
         base = frozenset(key)
         samples[("runloop_agent_benchmark_runs", base)] = g["runs"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prometheus_client import generate_latest
 
+from exporter.metrics.agents import JobsSnapshot
 from exporter.metrics.aggregate import GroupKey, RunningRun, Totals, build_snapshot
 from exporter.metrics.collector import SnapshotCollector, snapshot_registry
 from exporter.runloop.models import Run
@@ -63,3 +66,17 @@ def test_extra_labels_of_a_group_are_on_every_series() -> None:
     assert all(("team", "red") in labels and ("benchmark_id", "b1") in labels for labels in labelled)
     assert sample(samples, "runloop_benchmark_runs", benchmark_id="b1", team="red", state="running") == 1
     assert sample(samples, "runloop_benchmark_run_score_sum", benchmark_id="b1", team="red") == 1.0
+
+
+def test_jobs_are_counted_per_benchmark_and_state() -> None:
+    """The benchmark a job's source names labels its state counts; jobs without one leave it out."""
+    jobs = JobsSnapshot(
+        by_benchmark={None: {"running": 1, "failed": 0}, "b1": {"running": 0, "failed": 2}}, groups=(), jobs=3
+    )
+    totals = Totals(BUCKETS, DURATIONS)
+    snapshot = build_snapshot(totals, [], {})
+    samples = parse(generate_latest(snapshot_registry(replace(snapshot, jobs=jobs))).decode())
+    assert sample(samples, "runloop_benchmark_jobs", benchmark_id="b1", state="failed") == 2
+    assert sample(samples, "runloop_benchmark_jobs", state="running") == 1
+    assert sample(samples, "runloop_benchmark_jobs", state="failed") == 0
+    assert jobs.states == {"running": 1, "failed": 2}

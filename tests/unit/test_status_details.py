@@ -259,7 +259,7 @@ def bounded_snapshot(benchmarks: int, pairs: int) -> Snapshot:
                 )
             )
     base = build_snapshot(totals, [], {f"bmd_{b:05d}": f"benchmark {b}" for b in range(benchmarks)})
-    jobs = JobsSnapshot({"completed": benchmarks * 8}, tuple(views), benchmarks * 8)
+    jobs = JobsSnapshot({None: {"completed": benchmarks * 8}}, tuple(views), benchmarks * 8)
     return Snapshot(base.groups, base.benchmark_names, base.runs, jobs)
 
 

@@ -112,11 +112,18 @@ that crash-loops.
 {{- if and .Values.networkPolicy.egress.enabled (not .Values.networkPolicy.enabled) }}
 {{- fail "networkPolicy.egress.enabled is true but networkPolicy.enabled is false: enable networkPolicy to restrict egress" }}
 {{- end }}
+{{- $limit := int64 (.Values.serviceMonitor.sampleLimit | default 0) }}
+{{- $series := int64 (.Values.config.maxSeries | default 100000) }}
+{{- if and .Values.serviceMonitor.enabled (gt $limit 0) (lt $limit (add $series 1000)) }}
+{{- fail (printf "serviceMonitor.sampleLimit is %d, below config.maxSeries (%d) + 1000 for the exporter's own series: a full scrape would fail whole; raise it or lower config.maxSeries" $limit $series) }}
+{{- end }}
 {{- if .Values.prometheusRule.disabledAlerts }}
 {{- $known := list }}
 {{- range $group := (include "runloop-exporter.rules" . | fromYaml).groups }}
 {{- range $rule := $group.rules }}
+{{- if $rule.alert }}
 {{- $known = append $known $rule.alert }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- range $name := .Values.prometheusRule.disabledAlerts }}
