@@ -69,6 +69,9 @@ def test_the_constants_are_those_of_the_alert() -> None:
     (rule,) = [rule for rule in rules if rule.get("alert") == "RunloopAgentScoreRegression"]
     expr = rule["expr"]
     assert re.search(r"<\s*\n?\s*" + re.escape(f"{REGRESSION_MARGIN:g}") + r" \*", expr), expr
-    windows = set(re.findall(r"\[(\d+)d\]", expr))
+    # The window is read by the recording rules the alert reads (the 7-day baselines).
+    records = [r["expr"] for r in rules if "record" in r and r["record"] in expr]
+    assert records
+    windows = set(re.findall(r"\[(\d+)d\]", " ".join([expr, *records])))
     assert windows == {str(REGRESSION_WINDOW_S // 86400)}
     assert re.search(r">= " + str(REGRESSION_MIN_OUTCOMES) + r"\b", expr)
