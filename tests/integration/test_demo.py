@@ -7,14 +7,13 @@ from pathlib import Path
 from tests.support.deploy import CONTRACT
 from tests.support.exporter_process import Exporter
 from tests.support.samples import sample
-from tests.support.waiting import wait_until
 
 
 def test_demo_serves_every_series_within_ten_seconds(tmp_path: Path) -> None:
     exporter = Exporter(["--demo"]).start(tmp_path)
     try:
         # Ten seconds is the promise of the README's quick start: a bound on behaviour, not a benchmark.
-        wait_until(
+        exporter.wait_until(
             lambda: exporter.get("/readyz").status_code == 200, timeout=10, what="the demo to be ready"
         )
         scraped = exporter.scrape()
