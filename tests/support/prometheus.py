@@ -19,12 +19,36 @@ from tests.support.waiting import Child, get_json, wait_ready
 
 
 @dataclass
-class Prometheus:
-    """One Prometheus process."""
+class PrometheusApi:
+    """Prometheus' HTTP API at `url` (a process of this test's, or of another's)."""
+
+    url: str
+
+    def api(self, path: str, what: str = "") -> Any:
+        """The `data` of an API answer. NotYet while Prometheus cannot answer (refused, 503, not JSON);
+        an answer that is an error (a bad query, say) fails the assertion."""
+        body = get_json(f"{self.url}{path}")
+        assert body.get("status") == "success", f"{what or path}: {body.get('error', body)}"
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's result vector."""
+        path = "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        result: list[dict[str, Any]] = self.api(path, expr)["result"]
+        return result
+
+    def alerts(self, name: str) -> list[dict[str, Any]]:
+        """The alerts of one rule, pending or firing."""
+        alerts: list[dict[str, Any]] = self.api("/api/v1/alerts")["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == name]
+
+
+@dataclass
+class Prometheus(PrometheusApi):
+    """One Prometheus process of this test's."""
 
     proc: subprocess.Popen[bytes]
     log: Path
-    url: str
 
     @property
     def child(self) -> Child:
@@ -51,31 +75,13 @@ class Prometheus:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        prometheus = cls(proc, log, f"http://127.0.0.1:{port}")
+        prometheus = cls(f"http://127.0.0.1:{port}", proc, log)
         try:
             wait_ready(prometheus.child, f"{prometheus.url}/-/ready", timeout)
         except BaseException:
             prometheus.stop()
             raise
         return prometheus
-
-    def api(self, path: str, what: str = "") -> Any:
-        """The `data` of an API answer. NotYet while Prometheus cannot answer (refused, 503, not JSON);
-        an answer that is an error (a bad query, say) fails the assertion."""
-        body = get_json(f"{self.url}{path}")
-        assert body.get("status") == "success", f"{what or path}: {body.get('error', body)}"
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant query's result vector."""
-        path = "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        result: list[dict[str, Any]] = self.api(path, expr)["result"]
-        return result
-
-    def alerts(self, name: str) -> list[dict[str, Any]]:
-        """The alerts of one rule, pending or firing."""
-        alerts: list[dict[str, Any]] = self.api("/api/v1/alerts")["alerts"]
-        return [a for a in alerts if a["labels"]["alertname"] == name]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
