@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -243,6 +244,8 @@ def serve(folder: Path, owner_pid: int) -> None:
                 prometheus.stop()
             if exporter.proc is not None:
                 exporter.stop()
+            used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+            (folder / "cpu").write_text(f"{sum(u.ru_utime + u.ru_stime for u in used):.1f}")
 
 
 # --- the tests' side ------------------------------------------------------------------------------
@@ -372,9 +375,10 @@ def stop_shared_stack(run_folder: Path) -> str | None:
             os.kill(pid, signal.SIGKILL)
     starts = (folder / "starts").read_text().split()
     users = sorted(set((folder / "users").read_text().split())) if (folder / "users").exists() else []
+    cpu = (folder / "cpu").read_text() if (folder / "cpu").exists() else "?"
     return (
         f"e2e Prometheus stack: started {len(starts)} time(s) (by {', '.join(starts)}),"
-        f" used by {', '.join(users) or 'no test'}"
+        f" used by {', '.join(users) or 'no test'}; {cpu} s of CPU (simulator, exporter, Prometheus)"
     )
 
 
