@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.e2e_stack import launch, stop_shared_stack
+from tests.support.e2e_stack import launch, one_test_done, stop_shared_stack
 from tests.support.once import hand_to_worker, make_run_folder, owner_pid, remove_run_folder, run_folder
 from tests.support.tools import find_tool, require_tool
 
 _SUMMARY = pytest.StashKey[str]()
+_STACK_TESTS = pytest.StashKey[int]()  # how many of the run's tests use the e2e stack
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +45,21 @@ def pytest_configure_node(node: Any) -> None:
     hand_to_worker(node.config, node.workerinput)
 
 
+def _uses_the_stack(item: pytest.Item) -> bool:
+    return "stack" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the e2e stack as soon as a test that needs it is collected: it warms up meanwhile."""
     config = session.config
-    needs_it = any("stack" in getattr(item, "fixturenames", ()) for item in session.items)
-    if needs_it and not config.option.collectonly and find_tool("prometheus") is not None:
+    config.stash[_STACK_TESTS] = sum(map(_uses_the_stack, session.items))
+    if config.stash[_STACK_TESTS] and not config.option.collectonly and find_tool("prometheus") is not None:
         launch(run_folder(config), owner_pid(config))
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    if _uses_the_stack(item):
+        one_test_done(run_folder(item.config), item.config.stash[_STACK_TESTS])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -4,7 +4,8 @@ the exporter on it, and Prometheus scraping it with the shipped rules (one `for`
 Once per run, not once per xdist worker: the first worker to collect a test that needs it starts it, under
 the run's lock (tests/support/once.py), and every worker shares it. Its world lives in that process, so tests change it
 through a small JSON control endpoint (`WorldControl`). It stops when the controller says so at the end
-of the run, or by itself as soon as the pytest process that owns the run is gone.
+of the run (or once the run's last test that uses it is done), or by itself as soon as the pytest
+process that owns the run is gone.
 
     python -m tests.support.e2e_stack FOLDER OWNER_PID
 """
@@ -361,11 +362,21 @@ def shared_stack(run_folder: Path, owner_pid: int) -> Stack:
     )
 
 
-def stop_shared_stack(run_folder: Path) -> str | None:
-    """Stop the run's stack if one was started; a line for the run's summary, None if none was."""
+def one_test_done(run_folder: Path, tests_using_it: int) -> None:
+    """After a test that used the stack: whoever ends the run's last such test stops the stack, so that
+    it does not sync and scrape through the rest of the run (the controller stops it otherwise)."""
     folder = run_folder / STACK
-    if not (folder / "pid").exists():
-        return None
+    if not folder.exists():
+        return
+    with locked(folder / "users.lock"):
+        counter = folder / "done"
+        done = int(counter.read_text()) + 1 if counter.exists() else 1
+        counter.write_text(str(done))
+    if done == tests_using_it:
+        _stop(folder)
+
+
+def _stop(folder: Path) -> None:
     pid = int((folder / "pid").read_text())
     if _alive(pid):
         os.kill(pid, signal.SIGTERM)
@@ -373,6 +384,15 @@ def stop_shared_stack(run_folder: Path) -> str | None:
             wait_until(lambda: not _alive(pid), 30, "the e2e stack to stop")
         except AssertionError:
             os.kill(pid, signal.SIGKILL)
+
+
+def stop_shared_stack(run_folder: Path) -> str | None:
+    """Stop the run's stack if one was started and still runs; a line for the run's summary (None if
+    none was started)."""
+    folder = run_folder / STACK
+    if not (folder / "pid").exists():
+        return None
+    _stop(folder)
     starts = (folder / "starts").read_text().split()
     users = sorted(set((folder / "users").read_text().split())) if (folder / "users").exists() else []
     cpu = (folder / "cpu").read_text() if (folder / "cpu").exists() else "?"
