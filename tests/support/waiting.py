@@ -8,6 +8,7 @@ too. The timeout only bounds a broken run: it is never a speed assertion.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -99,15 +100,17 @@ def wait_until(
     raise AssertionError("\n".join(parts))
 
 
-# One client for every probe: httpx.get() builds a new client, and with it an SSL context, on every call
-# (some 30 ms of CPU each), which a poll every few milliseconds turns into most of a core.
-_HTTP = httpx.Client(timeout=10, trust_env=False)
+@functools.cache
+def _client() -> httpx.Client:
+    """One client for every probe (httpx clients may be shared between threads): httpx.get() builds a
+    client, and with it an SSL context, on every call (~30 ms of CPU), most of a core for a fast poll."""
+    return httpx.Client(timeout=10, trust_env=False)
 
 
 def http_get(url: str, *, timeout: float = 10, **kwargs: Any) -> httpx.Response:
     """GET over the shared client; a refused connection, a timeout or a 503 (starting up) is NotYet."""
     try:
-        response = _HTTP.get(url, timeout=timeout, **kwargs)
+        response = _client().get(url, timeout=timeout, **kwargs)
     except httpx.TransportError as err:
         raise NotYet(f"GET {url}: {type(err).__name__}: {err}") from err
     if response.status_code == 503:
