@@ -35,7 +35,7 @@ from tests.support.exporter_process import Exporter
 from tests.support.once import locked, worker_id
 from tests.support.prometheus import Prometheus, PrometheusApi
 from tests.support.tools import REPO, find_tool
-from tests.support.waiting import Child, wait_until
+from tests.support.waiting import Child, Pid, log_tail, pid_alive, wait_until
 
 API_KEY = "e2e-key"
 MINUTE_MS = 60_000
@@ -167,21 +167,6 @@ def _control_server(world: World) -> ThreadingHTTPServer:
     return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process that need not be ours exists and is no zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
 def serve(folder: Path, owner_pid: int) -> None:
     """Run the stack until SIGTERM, or until the owner is gone or a part of the stack exits."""
     stopping = threading.Event()
@@ -232,7 +217,7 @@ def serve(folder: Path, owner_pid: int) -> None:
             temporary.rename(folder / "stack.json")
             parts = [exporter.child, prometheus.child]
             while not stopping.wait(0.5):
-                if not _alive(owner_pid):
+                if not pid_alive(owner_pid):
                     print(f"the test run (pid {owner_pid}) is gone: stopping", flush=True)
                     break
                 gone = [part.exited() for part in parts if part.exited() is not None]
@@ -291,29 +276,7 @@ class Stack(PrometheusApi):
 
     def logs(self) -> str:
         """The tails of the exporter's and Prometheus' logs, for a failure message."""
-        return "\n".join(Child(path.stem, _NoProcess(), path).tail(15) for path in self.log_files)
-
-
-class _NoProcess:
-    """A process that is not ours to poll: it counts as running (its log is still worth a look)."""
-
-    returncode: int | None = None
-
-    def poll(self) -> int | None:
-        return None
-
-
-class _Pid:
-    """Another process's child, watched by its pid."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None and not _alive(self.pid):
-            self.returncode = -1  # not our child: its exit status is not ours to read
-        return self.returncode
+        return "\n".join(log_tail(path.stem, path, 15) for path in self.log_files)
 
 
 _LAUNCHED: list[subprocess.Popen[bytes]] = []  # kept, so that Python does not warn it still runs
@@ -346,7 +309,7 @@ def shared_stack(run_folder: Path, owner_pid: int) -> Stack:
     """The run's stack, once it serves: started by the first worker to ask, shared by every other."""
     launch(run_folder, owner_pid)
     folder = run_folder / STACK
-    child = Child("the e2e stack", _Pid(int((folder / "pid").read_text())), folder / "stack.log")
+    child = Child("the e2e stack", Pid(int((folder / "pid").read_text())), folder / "stack.log")
     info_file = folder / "stack.json"
     wait_until(info_file.exists, 120, "the e2e stack to start", watch=child)
     info = json.loads(info_file.read_text())
@@ -378,10 +341,10 @@ def one_test_done(run_folder: Path, tests_using_it: int) -> None:
 
 def _stop(folder: Path) -> None:
     pid = int((folder / "pid").read_text())
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         try:
-            wait_until(lambda: not _alive(pid), 30, "the e2e stack to stop")
+            wait_until(lambda: not pid_alive(pid), 30, "the e2e stack to stop")
         except AssertionError:
             os.kill(pid, signal.SIGKILL)
 

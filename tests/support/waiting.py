@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,6 +35,43 @@ class Process(Protocol):
     def poll(self) -> int | None: ...
 
 
+def log_tail(name: str, log: Path, lines: int = TAIL_LINES) -> str:
+    """The last lines of a process's log, headed by its name."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError as err:
+        return f"--- {name}: no log ({err}) ---"
+    return f"--- {name} (last lines of {log.name}) ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process that need not be our child exists and is no zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: it exists
+    return state != "Z"
+
+
+class Pid:
+    """A process that is not our child (another worker's), watched by its pid."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not pid_alive(self.pid):
+            self.returncode = -1  # not our child: its exit status is not ours to read
+        return self.returncode
+
+
 @dataclass
 class Child:
     """A child process the tests wait on, and the file its output goes to (what a failure shows)."""
@@ -43,13 +81,7 @@ class Child:
     log: Path
 
     def tail(self, lines: int = TAIL_LINES) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError as err:
-            return f"--- {self.name}: no log ({err}) ---"
-        return f"--- {self.name} (last lines of {self.log.name}) ---\n" + "\n".join(
-            text.splitlines()[-lines:]
-        )
+        return log_tail(self.name, self.log, lines)
 
     def exited(self) -> str | None:
         """Why the child is gone, with its log tail; None while it runs."""
