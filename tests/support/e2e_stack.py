@@ -297,6 +297,7 @@ def launch(run_folder: Path, owner_pid: int) -> None:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tests.support.e2e_stack", str(folder), str(owner_pid)],
                 cwd=REPO,
+                stdin=subprocess.DEVNULL,  # not the xdist worker's channel, which it outlives
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
