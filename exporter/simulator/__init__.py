@@ -8,6 +8,7 @@ the bottom up:
   compact JSON, shared by every part.
 * ``columns``: the World's compact storage pieces (run ids, interned strings, sorted slot indexes).
 * ``jobs``: benchmark jobs (``/v1/benchmark_jobs``), whose runs are runs of the World.
+* ``runs``: :class:`RunTable`, the World's runs stored column-wise (slots, indexes, ids, JSON).
 * ``world``: :class:`World`, the account's state (benchmarks and runs) and its paged listings.
 * ``faults``: :class:`Faults`, the switchboard of failures (5xx, 429, slow, broken bodies, bad cursors).
 * ``transport``: the threaded HTTP server and handler that apply faults and latency to each request.

@@ -20,7 +20,7 @@ import pytest
 from exporter.simulator import Simulator, World
 from tests.support.deploy import Helm, ci_values
 from tests.support.ports import free_port
-from tests.support.waiting import wait_until
+from tests.support.waiting import Child, wait_ready
 
 API_KEY = "chart-key"
 WAIT_S = 60.0
@@ -79,19 +79,8 @@ def _run_as_the_pod_would(helm: Helm, values: str, simulator: Simulator, tmp_pat
     try:
         base = f"http://127.0.0.1:{port}"
 
-        def ready() -> bool:
-            assert proc.poll() is None, (
-                f"exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}"
-            )
-            return _status(base + box["readinessProbe"]["httpGet"]["path"])[0] == 200
-
-        wait_until(
-            ready,
-            WAIT_S,
-            "readiness",
-            interval=0.1,
-            on_timeout=lambda: log_path.read_text(errors="replace")[-3000:],
-        )
+        # The pod's own readiness probe, as the kubelet would ask it.
+        wait_ready(Child("exporter", proc, log_path), base + box["readinessProbe"]["httpGet"]["path"], WAIT_S)
         assert _status(base + box["livenessProbe"]["httpGet"]["path"])[0] == 200
         code, metrics = _status(base + "/metrics")
         assert code == 200

@@ -178,9 +178,13 @@ def test_lookups_that_do_not_fit_the_deadline_wait_in_the_backlog_and_every_sync
         sync, telemetry = new_sync(sim.url, page_size=25, max_concurrent=2)
         sync.run()  # 208 pages: a rescan costs more requests than 150 lookups
         end(world, running[:150])
+        # 2 lookups at a time, 50 ms each: some 35 fit in a 1 s sync. The probes before them take about
+        # 0.15 s: the rest of the second is slack for a busy machine, where a sync with 0.4 s (and 20 ms
+        # a request) now and then could not even finish its probes.
+        sim.latency = Latency(base_s=0.05)
         backlogs = []
         for _ in range(40):
-            snapshot = sync.run(time.monotonic() + 0.4)  # publishes: no exception
+            snapshot = sync.run(time.monotonic() + 1.0)  # publishes: no exception
             left = backlog_ids(sync, world)
             assert telemetry.registry.get_sample_value("runloop_exporter_backlog_runs") == len(left)
             assert_exact(snapshot, world, still_running=left)

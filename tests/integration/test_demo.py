@@ -16,7 +16,7 @@ def test_demo_serves_every_series_within_ten_seconds(tmp_path: Path) -> None:
     exporter = Exporter(["--demo"]).start(tmp_path)
     try:
         # Ten seconds is the promise of the README's quick start: a bound on behaviour, not a benchmark.
-        wait_until(
+        exporter.wait_until(
             lambda: exporter.get("/readyz").status_code == 200, timeout=10, what="the demo to be ready"
         )
         scraped = exporter.scrape()

@@ -13,13 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.waiting import wait_until
+from tests.support.samples import parse, sample
+from tests.support.waiting import Child, http_get, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 # What `./dev` needs to set up the environment and run the exporter.
@@ -129,21 +130,31 @@ def test_concurrent_calls_after_a_change_both_succeed(project: Path, shim_path: 
         assert out.startswith("runloop-exporter ")
 
 
+@dataclass(frozen=True)
+class Demo:
+    """`./dev demo` running: its /metrics URL and the process, for a wait to watch."""
+
+    url: str
+    child: Child
+
+
 @pytest.fixture
-def demo(project: Path, shim_path: str) -> Iterator[str]:
-    """`./dev demo` running in the copy; yields its /metrics URL, and stops its process group after."""
+def demo(project: Path, shim_path: str, tmp_path: Path) -> Iterator[Demo]:
+    """`./dev demo` running in the copy, serving; its process group is stopped after."""
     port = free_port()
-    proc = subprocess.Popen(
-        [str(project / "dev"), "demo", "--address", "127.0.0.1", "--port", str(port)],
-        env=dev_env(shim_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/metrics"
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(project / "dev"), "demo", "--address", "127.0.0.1", "--port", str(port)],
+            env=dev_env(shim_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    running = Demo(f"http://127.0.0.1:{port}/metrics", Child("./dev demo", proc, log))
     try:
-        wait_until(lambda: serves(url), timeout=300, what="./dev demo serves /metrics")
-        yield url
+        wait_until(lambda: serves(running.url), 300, "./dev demo serves /metrics", watch=running.child)
+        yield running
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -154,14 +165,16 @@ def demo(project: Path, shim_path: str) -> Iterator[str]:
 
 
 def serves(url: str) -> bool:
-    try:
-        response = httpx.get(url, timeout=5)
-    except httpx.TransportError:
-        return False
+    """The exposition with benchmark runs in it; a refused connection is not yet."""
+    response = http_get(url, timeout=5)
     return response.status_code == 200 and "runloop_benchmark_runs{" in response.text
 
 
-def test_a_sync_while_the_demo_runs_leaves_it_serving(project: Path, shim_path: str, demo: str) -> None:
+def successful_syncs(url: str) -> float:
+    return sample(parse(http_get(url, timeout=5).text), "runloop_exporter_syncs_total", result="success") or 0
+
+
+def test_a_sync_while_the_demo_runs_leaves_it_serving(project: Path, shim_path: str, demo: Demo) -> None:
     before = venv_state(project)
     stamp = project / ".venv" / ".dev-synced"
     synced = stamp.read_text()
@@ -172,9 +185,12 @@ def test_a_sync_while_the_demo_runs_leaves_it_serving(project: Path, shim_path: 
     assert stamp.read_text() != synced, "the second call did not sync"
     assert (project / ".venv" / "bin" / "runloop-exporter").exists()
     assert venv_state(project)[".venv"] == before[".venv"], ".venv was rebuilt"
-    assert serves(demo)
-    time.sleep(6)  # a demo sync later (every 5 s), it still serves
-    assert serves(demo)
+    assert serves(demo.url)
+    synced_before = successful_syncs(demo.url)
+    wait_until(
+        lambda: successful_syncs(demo.url) > synced_before, 30, "a demo sync (every 5 s)", watch=demo.child
+    )
+    assert serves(demo.url)  # a demo sync later, it still serves
 
 
 @pytest.mark.parametrize("workers", ["1", ""])

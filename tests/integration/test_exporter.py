@@ -13,7 +13,6 @@ from exporter.simulator import Simulator, World
 from tests.support.exporter_process import Exporter
 from tests.support.runs_oracle import expected_samples
 from tests.support.samples import assert_samples, benchmark_part, parse, sample
-from tests.support.waiting import wait_until
 
 NOW_MS = 1_760_000_000_000
 AWKWARD_NAME = 'Alpha "quoted" \\ back\\slash\nsecond line'
@@ -161,7 +160,7 @@ def test_every_series_matches_the_dataset_and_follows_changes(
 ) -> None:
     runs = seed(world)
     exporter = start_exporter(env={"RUNLOOP_EXPORTER_PAGE_SIZE": "4"})
-    wait_until(lambda: exporter.get("/readyz").status_code == 200, what="ready")
+    exporter.wait_until(lambda: exporter.get("/readyz").status_code == 200, what="ready")
     scraped = exporter.wait_for_sync()
     known_names = dict(NAMES)
     check_figures(scraped, runs, known_names)
@@ -241,7 +240,9 @@ def test_readyz_503_until_first_sync_and_endpoints(
     assert 'href="/metrics"' in landing.text
     assert exporter.get("/nope").status_code == 404
     simulator.faults.clear()
-    wait_until(lambda: exporter.get("/readyz").status_code == 200, timeout=30, what="ready after recovery")
+    exporter.wait_until(
+        lambda: exporter.get("/readyz").status_code == 200, timeout=30, what="ready after recovery"
+    )
 
 
 def test_gzip_scrape_is_one_valid_stream(world: World, start_exporter: Callable[..., Exporter]) -> None:

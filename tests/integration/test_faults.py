@@ -28,7 +28,6 @@ from tests.support.ports import free_port
 from tests.support.runs_oracle import expected_samples
 from tests.support.samples import Samples, assert_samples, benchmark_part, sample
 from tests.support.syncing import new_sync
-from tests.support.waiting import wait_until
 
 NOW_MS = 1_760_000_000_000
 NAMES = {"bmd_alpha": "Alpha", "bmd_beta": "Beta"}
@@ -73,12 +72,14 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def wait_for_failures(exporter: Exporter, more_than: float, timeout: float = 30.0) -> Samples:
-    wait_until(lambda: exporter.failures() > more_than, timeout, f"more than {more_than} failed syncs")
+    exporter.wait_until(
+        lambda: exporter.failures() > more_than, timeout, f"more than {more_than} failed syncs"
+    )
     return exporter.scrape()
 
 
 def wait_for_success_after(exporter: Exporter, successes: float, timeout: float = 30.0) -> Samples:
-    wait_until(lambda: exporter.successes() > successes, timeout, "a successful sync")
+    exporter.wait_until(lambda: exporter.successes() > successes, timeout, "a successful sync")
     return exporter.scrape()
 
 
@@ -331,7 +332,7 @@ def test_retry_after_seconds_holds_every_request_back(
     exporter, good = start_synced(start_exporter, seeded)
     simulator.faults.fail_next(100_000, 429, headers={"Retry-After": "3"})
     mark = len(simulator.requests)  # every request from here on is answered 429
-    wait_until(lambda: len(simulator.requests) >= mark + 3, 30, "three rate-limited requests")
+    exporter.wait_until(lambda: len(simulator.requests) >= mark + 3, 30, "three rate-limited requests")
     limited = simulator.requests[mark:]
     # The interval is 1 s and the sync deadline 0.9 s: only the Retry-After can space requests this far.
     assert all(gap >= 3.0 for gap in gaps(limited)), gaps(limited)
@@ -357,7 +358,7 @@ def test_retry_after_http_date_holds_every_request_back(
     until_monotonic = email.utils.parsedate_to_datetime(date).timestamp() - (time.time() - time.monotonic())
     simulator.faults.fail_next(1, 429, headers={"Retry-After": date})
     mark = len(simulator.requests)
-    wait_until(lambda: simulator.faults.pending() == 0, 10, "the 429 to be served")
+    exporter.wait_until(lambda: simulator.faults.pending() == 0, 10, "the 429 to be served")
     successes = exporter.successes()
     scraped = wait_for_success_after(exporter, successes)
     # The exporter sends one request at a time, so the 429 went to request mark - 1 or mark: every
@@ -581,7 +582,9 @@ def test_signal_exits_0_within_5_seconds(
     if moment == "idle":
         exporter.wait_for_sync(after=0)
     else:
-        wait_until(lambda: len(simulator.requests) >= (1 if moment == "mid_request" else 2), 10, "a sync")
+        exporter.wait_until(
+            lambda: len(simulator.requests) >= (1 if moment == "mid_request" else 2), 10, "a sync"
+        )
     assert exporter.proc is not None
     exporter.proc.send_signal(sig)
     try:

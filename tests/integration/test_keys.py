@@ -25,7 +25,6 @@ from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from exporter.sync import BenchmarkNames, IncrementalSync, InvalidRecords, SyncConfig
 from tests.support.exporter_process import Exporter
 from tests.support.logs import json_lines
-from tests.support.waiting import wait_until
 
 KEY_ONE = "rl_key_one_7f3a9c1e5b"
 KEY_TWO = "rl_key_two_0d8e4b2f6a"  # the same length: only the content changes
@@ -91,7 +90,7 @@ def test_rotated_key_file_is_used_without_restart(
 
     simulator.api_key = KEY_TWO  # Runloop now accepts only the new key ...
     failures = exporter.failures()
-    wait_until(lambda: exporter.failures() > failures, 20, "the old key to be refused")
+    exporter.wait_until(lambda: exporter.failures() > failures, 20, "the old key to be refused")
     key_file.write(KEY_TWO)  # ... and the mounted Secret catches up
     scraped = exporter.wait_for_sync()
 
@@ -175,7 +174,7 @@ def test_a_key_in_the_base_url_is_redacted_in_the_real_process(
     exporter = start_exporter(
         key=KEY_ONE, env={"RUNLOOP_BASE_URL": f"{simulator.url}/proxy/{KEY_ONE}?token={KEY_ONE}"}
     )
-    wait_until(lambda: exporter.failures() >= 1, 20, "a sync")
+    exporter.wait_until(lambda: exporter.failures() >= 1, 20, "a sync")
     assert KEY_ONE not in exporter.logs()
     started = json_lines(exporter.logs(), "runloop-exporter started")
     assert started

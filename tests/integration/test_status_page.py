@@ -14,7 +14,6 @@ from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from tests.support.browser import chromium, dump_dom
 from tests.support.dom import parse
 from tests.support.exporter_process import Exporter
-from tests.support.waiting import wait_until
 
 EVIL = "<script>alert(1)</script>"
 HOUR_MS = 3_600_000
@@ -110,7 +109,7 @@ def test_a_failing_sync_is_shown_with_the_reason_and_no_key(
     def failed() -> bool:
         return '<span class="pill bad">failed</span>' in exporter.get("/").text
 
-    wait_until(failed, timeout=20, what="the page to show the failed sync")
+    exporter.wait_until(failed, timeout=20, what="the page to show the failed sync")
     page = exporter.get("/")
     assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert "the API key was refused" in page.text
@@ -123,7 +122,7 @@ def test_a_failing_sync_is_shown_with_the_reason_and_no_key(
 def test_demo_mode_has_the_banner(tmp_path: Path) -> None:
     exporter = Exporter(["--demo"]).start(tmp_path)
     try:
-        wait_until(lambda: exporter.get("/readyz").status_code == 200, timeout=20, what="the demo")
+        exporter.wait_until(lambda: exporter.get("/readyz").status_code == 200, timeout=20, what="the demo")
         page = exporter.get("/").text
         assert "simulated account, no Runloop key used" in page
         assert "<td" in page

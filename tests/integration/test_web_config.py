@@ -1,15 +1,13 @@
 """/metrics behind TLS, mTLS and basic auth: the real exporter process, real TLS clients, real Prometheus.
 
 Certificates are made per test with trustme. The exporter is started with a web config file in the
-exporter-toolkit format; since harness.Exporter waits for /healthz over plain HTTP, SecureExporter
-below waits over HTTPS with the test's client context instead.
+exporter-toolkit format; SecureExporter below talks to it (its /healthz wait included) over HTTPS with the
+test's client context and credentials.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -26,6 +24,7 @@ import trustme
 from exporter.simulator import DEFAULT_API_KEY, Simulator, World
 from tests.support.exporter_process import Exporter
 from tests.support.ports import free_port
+from tests.support.prometheus import Prometheus
 from tests.support.samples import parse, sample
 from tests.support.tools import require_tool
 from tests.support.waiting import wait_until
@@ -49,20 +48,16 @@ class SecureExporter(Exporter):
         scheme = "https" if self.client else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
 
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"exporter exited with {self.proc.returncode}:\n{self.logs()}")
-        try:
-            return self.get("/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(verify=self.client or True, timeout=30, trust_env=False)
 
     def get(self, path: str, **kw: object) -> httpx.Response:
-        kw.setdefault("timeout", 30)
+        """Over this exporter's client (its TLS context), unless the call brings a `verify` of its own."""
         kw.setdefault("auth", self.auth)
-        kw.setdefault("verify", self.client or True)
-        return httpx.get(f"{self.url}{path}", **kw)  # type: ignore[arg-type]
+        if "verify" in kw:
+            kw.setdefault("timeout", 30)
+            return httpx.get(f"{self.url}{path}", **kw)  # type: ignore[arg-type]
+        return self.http.get(f"{self.url}{path}", **kw)  # type: ignore[arg-type]
 
     def wait_synced(self) -> httpx.Response:
         """The first /metrics response that shows a successful sync."""
@@ -74,7 +69,7 @@ class SecureExporter(Exporter):
             responses.append(response)
             return sample(parse(response.text), "runloop_up") == 1.0
 
-        wait_until(synced, what="a successful sync")
+        self.wait_until(synced, what="a successful sync")
         return responses[-1]
 
 
@@ -361,7 +356,7 @@ def test_rotated_certificate_is_served_without_restart(
         except httpx.ConnectError:
             return False
 
-    wait_until(serves_new_cert, what="the rotated certificate")
+    exporter.wait_until(serves_new_cert, what="the rotated certificate")
     assert "web config reloaded" in exporter.logs()
 
 
@@ -384,17 +379,19 @@ def test_changed_users_apply_without_restart_and_a_broken_file_keeps_the_last_go
         TLS
         + f"basic_auth_users:\n  prometheus: '{bcrypt.hashpw(b'rotated password', bcrypt.gensalt(4)).decode()}'\n"
     )
-    wait_until(lambda: exporter.get("/metrics", auth=new).status_code == 200, what="the new password")
+    exporter.wait_until(
+        lambda: exporter.get("/metrics", auth=new).status_code == 200, what="the new password"
+    )
     assert exporter.get("/metrics", auth=old).status_code == 401
 
     config.write_text(TLS + "basic_auth_users:\n  prometheus: not-a-hash\n")
-    wait_until(lambda: logged(exporter, "web config reload failed"), what="the failed reload")
+    exporter.wait_until(lambda: logged(exporter, "web config reload failed"), what="the failed reload")
     assert "not-a-hash" not in exporter.logs()
     assert exporter.get("/metrics", auth=new).status_code == 200
     assert exporter.get("/metrics", auth=None).status_code == 401
 
     config.write_text(USERS)  # dropping TLS on the fly would silently downgrade: refused
-    wait_until(lambda: logged(exporter, "turn TLS on or off"), what="the refused downgrade")
+    exporter.wait_until(lambda: logged(exporter, "turn TLS on or off"), what="the refused downgrade")
     assert exporter.get("/metrics", auth=new).status_code == 200
 
 
@@ -479,46 +476,24 @@ def test_prometheus_scrapes_through_mtls_and_basic_auth(
             "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
         }
 
-    config = tmp_path / "prometheus.yml"
-    config.write_text(json.dumps({"scrape_configs": [job("runloop", PASSWORD), job("intruder", "guess")]}))
-    port = free_port()
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            prometheus_binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    prometheus = Prometheus.start(
+        prometheus_binary,
+        {"scrape_configs": [job("runloop", PASSWORD), job("intruder", "guess")]},
+        tmp_path / "prometheus",
     )
-    api = f"http://127.0.0.1:{port}/api/v1/query"
 
-    def query(expr: str) -> dict[str, str]:
-        try:
-            response = httpx.get(api, params={"query": expr}, timeout=5)
-        except httpx.TransportError:
-            return {}
-        if response.status_code != 200:  # still starting
-            return {}
-        body = response.json()
-        return {r["metric"].get("job", ""): r["value"][1] for r in body.get("data", {}).get("result", [])}
+    def by_job(expr: str) -> dict[str, str]:
+        return {r["metric"].get("job", ""): r["value"][1] for r in prometheus.query(expr)}
 
     try:
         wait_until(
-            lambda: query("up") == {"runloop": "1", "intruder": "0"}, timeout=60, what="Prometheus scrapes"
+            lambda: by_job("up") == {"runloop": "1", "intruder": "0"},
+            60,
+            "Prometheus scrapes",
+            watch=[prometheus.child, exporter.child],
+            on_timeout=lambda: f"up: {by_job('up')}",
         )
-        assert query('count by (job) ({job="runloop", __name__=~"runloop_benchmark_.+"})')["runloop"] != "0"
-        assert query('runloop_up{job="runloop"}') == {"runloop": "1"}
-    except AssertionError:
-        log.flush()
-        raise AssertionError((tmp_path / "prometheus.log").read_text()[-3000:]) from None
+        assert by_job('count by (job) ({job="runloop", __name__=~"runloop_benchmark_.+"})')["runloop"] != "0"
+        assert by_job('runloop_up{job="runloop"}') == {"runloop": "1"}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        prometheus.stop()

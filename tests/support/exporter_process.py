@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import httpx
 
 from tests.support.ports import free_port
 from tests.support.samples import Samples, parse, sample
-from tests.support.waiting import wait_until
+from tests.support.waiting import Child, NotYet, wait_until
 
 
 @dataclass
@@ -26,6 +26,8 @@ class Exporter:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
     log_path: Path | None = None
+    # One client per exporter: httpx.get() builds a client (and an SSL context, ~30 ms of CPU) per call.
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10, trust_env=False), repr=False)
 
     @property
     def url(self) -> str:
@@ -35,39 +37,49 @@ class Exporter:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOOP")}
         env.update(self.env)
         self.log_path = tmp / f"exporter-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--address",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                *self.args,
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=self.log_path.open("w"),
-            text=True,
-        )
-        wait_until(self._healthy, what="the exporter to serve /healthz")
+        with self.log_path.open("w") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "exporter",
+                    "--address",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    *self.args,
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        wait_until(self._healthy, 60, "the exporter to serve /healthz", watch=self.child)
         return self
 
+    @property
+    def child(self) -> Child:
+        """The process, for a wait to watch: it fails at once, with the log's tail, if the exporter exits."""
+        assert self.proc is not None, "not started"
+        assert self.log_path is not None
+        return Child(f"exporter :{self.port}", self.proc, self.log_path)
+
     def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"exporter exited with {self.proc.returncode}:\n{self.logs()}")
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+            return self.get("/healthz", timeout=2).status_code == 200
+        except httpx.TransportError as err:
+            raise NotYet(f"/healthz: {type(err).__name__}") from err
+
+    def wait_until(self, check: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+        """tests.support.waiting.wait_until, watching this exporter."""
+        wait_until(check, timeout, what, watch=self.child)
 
     def logs(self) -> str:
         return self.log_path.read_text() if self.log_path else ""
 
     def get(self, path: str, **kw: object) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=10, **kw)  # type: ignore[arg-type]
+        kw.setdefault("timeout", 10)
+        return self.http.get(f"{self.url}{path}", **kw)  # type: ignore[arg-type]
 
     def scrape(self) -> Samples:
         response = self.get("/metrics")
@@ -83,7 +95,7 @@ class Exporter:
     def wait_for_sync(self, after: float | None = None, timeout: float = 20.0) -> Samples:
         """Wait for a successful sync that started after now, and return the scrape that shows it."""
         base = self.successes() if after is None else after
-        wait_until(
+        self.wait_until(
             lambda: self.successes() >= base + 2 if after is None else self.successes() > base,
             timeout,
             "a sync",
@@ -99,6 +111,7 @@ class Exporter:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.http.close()
         return int(self.proc.returncode)
 
 

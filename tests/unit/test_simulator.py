@@ -27,6 +27,7 @@ from exporter.simulator import (
     World,
 )
 from tests.support.jobs_oracle import expected_agent_rows
+from tests.support.waiting import wait_until
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_API_KEY}"}
 RUNS = "/v1/benchmark_runs"
@@ -802,9 +803,7 @@ def test_demo_thread_ticks_and_stops() -> None:
     seeded = set(driver.running())
     driver.start()
     try:
-        deadline = time.monotonic() + 5
-        while seeded & set(driver.running()) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not seeded & set(driver.running()), 5, "the overdue runs to end")
     finally:
         driver.stop()
     assert not seeded & set(driver.running())

@@ -1,11 +1,17 @@
-"""The helpers the deploy tests stand on: a missing tool skips on a laptop but fails under CI."""
+"""The helpers the tests stand on: a missing tool skips on a laptop but fails under CI; one way to wait."""
 
 from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from tests.support.deploy import check_shape, metric_names
+from tests.support.ports import free_port
 from tests.support.tools import require_tool
+from tests.support.waiting import Child, NotYet, answers, get_json, wait_until
 
 MISSING = "runloop-no-such-tool"
 
@@ -37,3 +43,102 @@ def test_check_shape() -> None:
         "$.b[0]: expected <class 'str'>, got 1",
     ]
     assert check_shape({"a": 1, "c": []}, shape) == ["$.c: expected a mapping, got list"]
+
+
+# --- waiting -----------------------------------------------------------------------------------
+
+
+class _Proc:
+    """A stand-in child process that exits when told to."""
+
+    def __init__(self) -> None:
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+def _child(tmp_path: Path, lines: int = 100) -> Child:
+    log = tmp_path / "child.log"
+    log.write_text("".join(f"line {n}\n" for n in range(lines)))
+    return Child("child", _Proc(), log)
+
+
+def test_not_yet_is_polled_again_and_a_truthy_check_ends_the_wait() -> None:
+    answers: list[object] = [NotYet("503"), False, NotYet("not JSON"), "ready"]
+
+    def check() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    wait_until(check, 5, "readiness", interval=0.01)
+    assert answers == []
+
+
+def test_any_other_error_ends_the_wait_at_once() -> None:
+    calls: list[int] = []
+
+    def check() -> bool:
+        calls.append(1)
+        raise KeyError("data")
+
+    with pytest.raises(KeyError):
+        wait_until(check, 5, "readiness")
+    assert len(calls) == 1
+
+
+def test_a_child_that_exits_fails_the_wait_at_once_with_its_log_tail(tmp_path: Path) -> None:
+    child = _child(tmp_path)
+    assert isinstance(child.proc, _Proc)
+    child.proc.returncode = 3
+    with pytest.raises(AssertionError) as failure:
+        wait_until(lambda: False, 60, "readiness", watch=child)
+    message = str(failure.value)
+    assert "while waiting for readiness: child exited with 3" in message
+    assert "line 99" in message
+    assert "line 59\n" not in message  # only the tail
+
+
+def test_a_timeout_names_what_and_shows_the_last_answer_and_the_log_tail(tmp_path: Path) -> None:
+    def check() -> bool:
+        raise NotYet("GET /-/ready: 503")
+
+    with pytest.raises(AssertionError) as failure:
+        wait_until(check, 0.05, "Prometheus", watch=[_child(tmp_path, 3)], on_timeout=lambda: "context")
+    message = str(failure.value)
+    assert message.startswith("timed out after 0.05 s waiting for Prometheus")
+    assert "last answer: GET /-/ready: 503" in message
+    assert "context" in message
+    assert "line 2" in message
+
+
+def test_a_refused_connection_a_503_and_a_body_that_is_not_json_are_not_yet() -> None:
+    replies = {"/starting": (503, b"Service Unavailable"), "/text": (200, b"Service Unavailable")}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = replies.get(self.path, (400, b'{"status": "error"}'))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            for path in ("/starting", "/text"):
+                with pytest.raises(NotYet):
+                    get_json(url + path)
+            assert get_json(url + "/bad-query") == {"status": "error"}  # an answer, even if an error
+            assert not answers(url + "/bad-query")
+        finally:
+            server.shutdown()
+    with pytest.raises(NotYet):
+        get_json(f"http://127.0.0.1:{free_port()}/")
