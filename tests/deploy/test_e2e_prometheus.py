@@ -366,7 +366,10 @@ def test_a_job_that_fails_or_times_out_fires_the_job_failed_alert(scraping: Stac
         assert alert["labels"]["job"] == "runloop-exporter"
         assert alert["labels"]["severity"] == "warning"
         assert float(alert["value"]) == 1
-        assert alert["annotations"]["summary"] == f"1 benchmark job(s) ended {state} in the last 15 minutes."
+        assert alert["labels"]["benchmark_id"] == BRAVO
+        assert alert["annotations"]["summary"] == (
+            f"1 benchmark job(s) of benchmark {BENCHMARKS[BRAVO]} ({BRAVO}) ended {state} in the last 15 minutes."
+        )
 
 
 @pytest.mark.timeout(2 * REGRESSION_HOLD_S + 3 * WAIT_S)
