@@ -269,11 +269,16 @@ def test_a_429_pauses_every_worker() -> None:
         sim.faults.fail_next(1, 429, headers={"Retry-After": "1"}, path_prefix=RUN_PATH_PREFIX)
         sim.reset_requests()
         assert_exact(sync.run(), world)
-        lookups = [r.at for r in sim.requests if r.path.startswith(RUN_PATH_PREFIX)]
+        lookups = sorted((r.at, r.path) for r in sim.requests if r.path.startswith(RUN_PATH_PREFIX))
         assert len(lookups) == 16 + 1  # every run, and the one answered 429 once more
-        limited = lookups[0]
-        # The others in flight had left already; nothing else starts until Retry-After has passed.
-        assert not [at for at in lookups if limited + 0.02 < at < limited + 0.95]
+        paths = [path for _, path in lookups]
+        (retried,) = {path for path in paths if paths.count(path) == 2}
+        limited = next(at for at, path in lookups if path == retried)  # its first try got the 429
+        # Nothing starts until Retry-After has passed: before then only the 4 (max_concurrent) that were
+        # in flight together when the 429 came. Counted, not timed from the 429's arrival: on a busy
+        # machine the simulator notes one of those 4 tens of milliseconds late, or before the 429's.
+        early = [round(at - limited, 3) for at, _ in lookups if at < limited + 0.95]
+        assert len(early) <= 4, early
 
 
 # --- reading on below the head, where new runs are listed first ---------------------------------------
