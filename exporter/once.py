@@ -35,7 +35,7 @@ ONCE_TIMEOUT_S = 30.0
 ONCE_GRACE_S = 2.0
 """How long --once waits past its timeout for the sync to stop before it gives up on it (it then exits
 at once): the README and --help promise an exit within 5 s of the timeout, process start included."""
-MIN_CYCLE_S = 0.05
+MIN_CYCLE_S = 0.25
 """Below this much time left, --once stops cycling and says the first read did not finish."""
 ONCE_RETRY = RetryPolicy(max_retries=2, base_delay_s=0.5, max_delay_s=2.0)
 """--once rides out a brief 503 but fails in seconds when the network is down, not after 20 s."""
