@@ -107,10 +107,11 @@ class Cycle(Generic[S]):
             self._publish(outcome)  # the status page says why
             return outcome
         outcome = self._outcome(started, None, snapshot)
+        # Published before `up` says 1: a scrape in between must never show up=1 without the figures.
+        self._publish(outcome)
         if snapshot is not None:  # else a first full read is still going on: nothing to record yet
             self._record(outcome)
             self._on_success(outcome)
-        self._publish(outcome)
         return outcome
 
     def _sent(self) -> int:
