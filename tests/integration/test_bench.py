@@ -169,7 +169,10 @@ def test_freshness_bench_prints_its_table() -> None:
     rows = [row for row in (line.split() for line in result.stdout.splitlines()) if row and row[0] == "50"]
     assert len(rows) == 1
     runs_s, jobs_s, _old_runs, _old_jobs, requests_h, gb_h, rss_mb = (float(v) for v in rows[0][1:])
-    assert 0 < runs_s <= jobs_s  # both parts were published, the runs no later than the jobs
+    # Both parts were published. In either order: the parts are read independently, and 20 small jobs can
+    # be read before 3,000 runs (seen under load).
+    assert runs_s > 0
+    assert jobs_s > 0
     assert requests_h >= 60 * 3  # at least the steady run syncs of an hour
     assert gb_h >= 0
     assert rss_mb > 0
