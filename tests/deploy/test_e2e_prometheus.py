@@ -1,7 +1,8 @@
 """End to end: the real exporter on the simulator, scraped by a real Prometheus with the rules.
 
 Every dashboard query, with its variables filled in as Grafana would, returns data through Prometheus'
-HTTP API; every rule evaluates without error; a run that fails in the simulator makes
+HTTP API, and "All" counts the runs and jobs without a benchmark and a benchmark used only through jobs;
+every rule evaluates without error; a run that fails in the simulator makes
 RunloopBenchmarkRunFailed fire, and a benchmark job that ends failed or timeout makes
 RunloopBenchmarkJobFailed fire, while the failures already in the history did not; an agent and model whose
 newest job scores far below its earlier ones makes RunloopAgentScoreRegression fire, and the dashboard's
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.test_dashboard import grafana_query_result_lines, picker_options
 from tests.support.deploy import DASHBOARD_FILE, RULES_FILE
 from tests.support.e2e_stack import (
     ALPHA,
@@ -31,6 +32,7 @@ from tests.support.e2e_stack import (
     BRAVO,
     FAILING,
     JOB_SCENARIOS,
+    JOBS_ONLY,
     MINUTE_MS,
     REGRESSING,
     REGRESSION_HOLD,
@@ -144,14 +146,45 @@ def test_rules_load_and_evaluate_cleanly(scraping: Stack) -> None:
             assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
 
 
+def _dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _picker() -> dict[str, Any]:
+    pickers: list[dict[str, Any]] = [
+        v for v in _dashboard()["templating"]["list"] if v["name"] == "benchmark"
+    ]
+    (picker,) = pickers
+    return picker
+
+
+def _all_value() -> str:
+    """What Grafana puts in for the Benchmark picker's "All"."""
+    value: str = _picker()["allValue"]
+    return value
+
+
+def _targets() -> list[tuple[str, str]]:
+    """(panel title, query) of every panel's every target."""
+    return [
+        (p["title"], t["expr"]) for p in _dashboard()["panels"] if p["type"] != "row" for t in p["targets"]
+    ]
+
+
 def test_dashboard_variables_resolve(scraping: Stack) -> None:
-    """The Benchmark picker: names from runloop_benchmark_info, then the ids of the chosen names."""
-    names = scraping.api("/api/v1/label/benchmark_name/values?match[]=runloop_benchmark_info")
-    assert sorted(names) == sorted(BENCHMARKS.values())
-    chosen = "alpha suite"
-    selector = urllib.parse.quote(f'runloop_benchmark_info{{benchmark_name=~"{chosen}"}}')
-    ids = scraping.api(f"/api/v1/label/benchmark_id/values?match[]={selector}")
-    assert ids == ["bmd_e2eAlpha0001"]
+    """The Benchmark picker, as Grafana builds it: names from runloop_benchmark_info, and the benchmark
+    known only from its jobs by its id; each option's value is the id the panels select on."""
+    picker = _picker()
+    query = picker["definition"].removeprefix("query_result(").removesuffix(")")
+    expected = {(name, bid) for bid, name in BENCHMARKS.items()} | {(JOBS_ONLY, JOBS_ONLY)}
+    lines: list[str] = []
+
+    def resolved() -> bool:
+        lines[:] = grafana_query_result_lines(scraping.query(query))
+        return picker_options(picker, lines) == expected
+
+    wait_for(scraping, resolved, f"the picker to offer {sorted(expected)}", lambda: "\n".join(lines))
 
 
 def _key_selector(benchmark_id: str, agent: tuple[str, str]) -> str:
@@ -298,12 +331,8 @@ def test_leaderboard_shows_the_alerts_mean(score_drop: ScoreDrop, scraping: Stac
 
 def test_every_dashboard_query_returns_data(scraping: Stack, score_drop: ScoreDrop) -> None:
     """Including the agents row: the leaderboard's 7-day mean needs outcomes scored in the window."""
-    dashboard = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
-    targets = [
-        (p["title"], t["expr"]) for p in dashboard["panels"] if p["type"] != "row" for t in p["targets"]
-    ]
-    # "All" benchmarks, as Grafana renders a multi-value variable for a regex matcher.
-    regex = "(" + "|".join(sorted(BENCHMARKS)) + ")"
+    targets = _targets()
+    regex = _all_value()  # "All", as Grafana puts it in
     missing: list[str] = []
 
     def all_have_data() -> bool:
@@ -316,6 +345,61 @@ def test_every_dashboard_query_returns_data(scraping: Stack, score_drop: ScoreDr
         "every dashboard query to return data",
         lambda: "Empty:\n" + "\n".join(missing),
     )
+
+
+def test_all_counts_what_has_no_benchmark_or_no_name(scraping: Stack) -> None:
+    """Issue 23: with "All", every panel counts the runs and jobs without a benchmark and the benchmark
+    used only through jobs. Each panel that follows the picker, asked for only those (a regex matching an
+    empty benchmark_id or JOBS_ONLY), shows data, so they reach it; under All, the per-benchmark panels
+    name them, and the counts include them."""
+    # A job scored now on JOBS_ONLY, so that its 7-day mean (outcomes scored in the window) exists too.
+    scraping.world.add_job(
+        benchmark_id=JOBS_ONLY,
+        agents=[("aider", None)],
+        levels=[0.7],
+        create_ms=int(time.time() * 1000),
+        n_scenarios=JOB_SCENARIOS,
+    )
+    targets = [(title, expr) for title, expr in _targets() if "$benchmark" in expr]
+    assert len(targets) >= 20
+    unnamed = f"|{JOBS_ONLY}"  # an empty benchmark_id, or the jobs-only benchmark
+    missing: list[str] = []
+
+    def all_reached() -> bool:
+        missing[:] = [
+            f"{title}: {expr}" for title, expr in targets if not scraping.query(_fill(expr, unnamed))
+        ]
+        return not missing
+
+    wait_for(
+        scraping,
+        all_reached,
+        "every panel to show the unnamed world",
+        lambda: "Empty:\n" + "\n".join(missing),
+    )
+
+    def legends(title: str) -> set[str]:
+        expr = next(e for t, e in _targets() if t == title)
+        return {r["metric"].get("benchmark_name", "") for r in scraping.query(_fill(expr, _all_value()))}
+
+    assert "(no benchmark)" in legends("Running runs per benchmark")
+    assert {"(no benchmark)", *BENCHMARKS.values()} <= legends("Latest score per benchmark")
+    assert JOBS_ONLY in legends("Latest score by agent and model")
+    assert JOBS_ONLY in legends("Leaderboard: latest and 7-day mean score by agent and model")
+
+    def stat(title: str) -> float | None:
+        (expr,) = [e for t, e in _targets() if t == title]
+        return _scalar(scraping, _fill(expr, _all_value()))
+
+    assert scraping.world.running_runs().get("", 0) > 0, "the live job's runs run, without a benchmark"
+    # Against the simulator's own count (other tests end runs meanwhile: read it again each time).
+    wait_for(
+        scraping,
+        lambda: stat("Running now") == sum(scraping.world.running_runs().values()),
+        "Running now to count every running run",
+        lambda: f"Running now {stat('Running now')}, the world {scraping.world.running_runs()}",
+    )
+    assert stat("Benchmarks") == len(BENCHMARKS) + 1
 
 
 def test_a_failed_run_fires_the_run_failed_alert(scraping: Stack) -> None:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +48,9 @@ ALPHA, BRAVO = BENCHMARKS
 # The agent and model whose score drops (on alpha), and the one whose jobs fail (on bravo).
 REGRESSING = ("claude-code", "claude-opus-4")
 FAILING = ("swe-agent", "gpt-4.1")
+# A benchmark used only through benchmark jobs: no run of its own, so no runloop_benchmark_info (the runs its
+# jobs make, like every job's, have no benchmark).
+JOBS_ONLY = "bmd_e2eJobsOnly03"
 JOB_SCENARIOS = 20
 # Scrapes every 5 s with as long a timeout: on a busy machine (2 cores shared with other jobs) Prometheus
 # and the exporter stall for seconds at times, and with 1 s a scrape times out now and then. A failed scrape
@@ -124,7 +128,8 @@ def _seed_runs(world: World, now_ms: int) -> dict[str, str]:
 
 
 def _seed_jobs(world: World, now_ms: int) -> str:
-    """Benchmark jobs on both benchmarks: history (one failed already) and one job still running."""
+    """Benchmark jobs on both benchmarks (history, one failed already, and one job still running) and on a
+    benchmark that has only jobs."""
     for days in (2, 1):
         world.jobs.add(
             benchmark_id=ALPHA,
@@ -138,6 +143,13 @@ def _seed_jobs(world: World, now_ms: int) -> str:
         agents=[("openhands", "gpt-5"), FAILING],
         levels=[0.6, 0.4],
         create_ms=now_ms - 6 * HOUR_MS,
+        n_scenarios=JOB_SCENARIOS,
+    )
+    world.jobs.add(
+        benchmark_id=JOBS_ONLY,
+        agents=[("aider", None)],
+        levels=[0.6],
+        create_ms=now_ms - 2 * HOUR_MS,
         n_scenarios=JOB_SCENARIOS,
     )
     world.jobs.add(
@@ -163,6 +175,9 @@ def _control_server(world: World) -> ThreadingHTTPServer:
         "add_job": lambda agents, **kw: world.jobs.add(agents=[tuple(a) for a in agents], **kw),
         "finish_job": world.jobs.finish,
         "job_view": lambda job_id: next(v for v in world.jobs.views() if v["id"] == job_id),
+        "running_runs": lambda: dict(
+            Counter(str(run.get("benchmark_id") or "") for run in world.runs() if run["state"] == "running")
+        ),
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -280,6 +295,11 @@ class WorldControl:
     def job_view(self, job_id: str) -> dict[str, Any]:
         view: dict[str, Any] = self._call("job_view", job_id=job_id)
         return view
+
+    def running_runs(self) -> dict[str, int]:
+        """Runs running now in the world by benchmark id ("" for those without one, as benchmark jobs')."""
+        counts: dict[str, int] = self._call("running_runs")
+        return counts
 
 
 @dataclass
