@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from exporter.metrics.aggregate import Snapshot
+from exporter.metrics.aggregate import RunningRun, Snapshot
 from exporter.metrics.exposition import Rendered
 from exporter.metrics.telemetry import Telemetry
 from exporter.runloop.client import RetryPolicy, RunloopClient
@@ -81,38 +81,44 @@ def exposed(snapshot: Snapshot) -> Samples:
     return benchmark_part(parse(Rendered.of(snapshot).body(b"", gzip=False).decode()))
 
 
-def truth(world: World, *, still_running: Mapping[str, str] | None = None) -> Samples:
+def truth(world: World, *, still_running: Mapping[str, RunningRun] | None = None) -> Samples:
     """What the snapshot must show, computed from the simulator's own state (not our aggregation).
 
-    `still_running` maps the runs the exporter has not learned the end of yet (its backlog) to the
-    state it last saw them in: a snapshot is exact for the runs it accounts for, and these it accounts
-    for in their last known state.
+    `still_running` holds the runs the exporter has not learned the end of yet (its backlog), as it
+    last saw them: a snapshot is exact for the runs it accounts for, and these it accounts for in their
+    last known state, a run deleted since included (the planner may leave its lookup for a later sync).
     """
     held = still_running or {}
     runs = [
-        {**run, "state": held[str(run["id"])], "duration_ms": None, "score": None}
+        {**run, "state": held[str(run["id"])].state, "duration_ms": None, "score": None}
         if run["id"] in held
         else run
         for run in world.runs()
         if isinstance(run.get("id"), str) and run["id"]  # an entry without an id is invalid
     ]
+    listed = {run["id"] for run in runs}
+    runs += [
+        {"id": rid, "benchmark_id": run.key.benchmark_id, "state": run.state, "start_time_ms": run.start_ms}
+        for rid, run in held.items()
+        if rid not in listed
+    ]
     return expected_samples(runs, world.benchmark_names())
 
 
 def assert_exact(
-    snapshot: Snapshot | None, world: World, *, still_running: Mapping[str, str] | None = None
+    snapshot: Snapshot | None, world: World, *, still_running: Mapping[str, RunningRun] | None = None
 ) -> None:
     """Every benchmark-run sample equals the simulator's truth (sums to rounding)."""
     assert snapshot is not None, "the sync published nothing (its first full read is still going on)"
     assert_samples(exposed(snapshot), truth(world, still_running=still_running))
 
 
-def backlog_ids(sync: IncrementalSync, world: World) -> dict[str, str]:
-    """Held runs that have in truth left the state held for them (the sync has not learned it yet),
-    with that held state."""
+def backlog_ids(sync: IncrementalSync, world: World) -> dict[str, RunningRun]:
+    """Held runs that have in truth left the state held for them, or are gone (the sync has not learned
+    it yet), as held."""
     assert sync.ledger is not None
     return {
-        rid: held.state
+        rid: held
         for rid, held in sync.ledger.running.items()
         if (world.get_run(rid) or {}).get("state") != held.state
     }
