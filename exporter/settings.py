@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     page_size: Annotated[int, Field(ge=1, le=5000)] = 1000
     request_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
     sync_timeout_seconds: Annotated[float | None, Field(gt=0)] = None
-    full_read_timeout_seconds: Annotated[float, Field(gt=0)] = 1800.0
+    full_read_timeout_seconds: Annotated[float, Field(gt=0)] = 21600.0
     sync_mode: Literal["incremental", "full"] = "incremental"
     reconcile_interval_seconds: Annotated[float, Field(ge=60)] = 3600.0
     max_concurrent_requests: Annotated[int, Field(ge=1, le=64)] = 4
@@ -258,7 +258,7 @@ OPTIONS: tuple[_Option, ...] = (
     ),
     _opt(
         "full_read_timeout_seconds",
-        "deadline of a full read: backfill or reconcile (default 1800)",
+        "deadline of a whole full read: backfill or reconcile (default 21600: each page has its own)",
         metavar="SECONDS",
     ),
     _opt("sync_mode", "incremental (default) or full (re-read every run each sync)", metavar="MODE"),

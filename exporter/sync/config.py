@@ -29,7 +29,7 @@ class SyncConfig:
     duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
     page_size: int = 1000  # full reads (backfill, reconcile, rescan, full mode)
     reconcile_interval_s: float = 3600.0
-    full_read_timeout_s: float = 1800.0
+    full_read_timeout_s: float = 21600.0
     page_floor_s: float = PAGE_FLOOR_S  # the least time a page of a full read gets (see background.py)
     full_every_sync: bool = False
     max_concurrent: int = 4  # lookups in flight at once (the client's gate caps the whole process too)

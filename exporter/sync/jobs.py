@@ -90,7 +90,7 @@ class JobsSync:
         page_size: int = 100,
         max_concurrent: int = 4,
         reconcile_interval_s: float = 86400.0,
-        full_read_timeout_s: float = 1800.0,
+        full_read_timeout_s: float = 21600.0,
         recheck_min_s: float = 0.0,
         recheck_max_s: float = 600.0,
         on_full_read: Callable[[str], None] | None = None,
