@@ -1,5 +1,5 @@
 """Serve mode (the default): sync on a schedule and serve the figures until SIGTERM or SIGINT (SIGHUP is
-logged and otherwise ignored)."""
+logged and otherwise ignored); with a state directory, resume from the checkpoint and keep it."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def serve(settings: Settings) -> int:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
     stop = threading.Event()
-    app = build(settings, stop=stop)
+    app = build(settings, stop=stop, keep=True)
     telemetry = app.telemetry
     state = State(
         lambda: render_registry(telemetry.registry),
@@ -96,6 +96,8 @@ def serve(settings: Settings) -> int:
         app.bells[loop.name].connect(loop.wake)
 
     server.start()
+    if app.checkpoints is not None:
+        app.checkpoints.start()  # before the first cycle: a matching checkpoint replaces the backfill
     scheduler.start()
     log.info(
         "runloop-exporter started",
@@ -119,6 +121,8 @@ def serve(settings: Settings) -> int:
     server.server_close()
     grace_until = time.monotonic() + SHUTDOWN_GRACE_S
     finished = all(loop.idle.wait(max(grace_until - time.monotonic(), 0.0)) for loop in loops)
+    if app.checkpoints is not None:  # a clean stop keeps what the last cycles confirmed
+        app.checkpoints.stop([loop.name for loop in loops if loop.idle.is_set()])
     app.close()
     log.info("stopped", sync_interrupted=not finished)
     if not finished:
