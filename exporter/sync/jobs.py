@@ -65,7 +65,7 @@ from exporter.sync.jobpages import (
 from exporter.sync.lookups import Lookups
 from exporter.sync.planner import Costs
 from exporter.sync.progress import ReadBoard
-from exporter.sync.recheck import Rechecks
+from exporter.sync.recheck import Recheck, Rechecks
 from exporter.sync.records import InvalidRecords
 
 log = structlog.get_logger("exporter.sync.jobs")
@@ -150,9 +150,17 @@ class JobsSync:
 
     def resume(self, held: HeldJobs) -> None:
         """Start from a checkpoint instead of a backfill (as IncrementalSync.resume): nothing is
-        published before a sync has brought it up to date; `held.now` is this sync's clock now."""
+        published before a sync has brought it up to date. Live jobs keep their place in the recheck
+        backoff (a restart does not read every quiet job again), within this process's cap."""
+        now = self._clock()
+        cap = self._rechecks.max_s
+        for job_id, recheck in list(held.ledger.rechecks.items()):  # under these settings' cap
+            if recheck.period_s > cap or recheck.due > now + cap:
+                held.ledger.rechecks[job_id] = Recheck(
+                    min(recheck.period_s, cap), min(recheck.due, now + cap)
+                )
         self._ledger = held.ledger
-        self._last_full = self._clock() - held.since_full_s
+        self._last_full = now - held.since_full_s
         self._resumed = True
 
     def _confirm(self) -> None:
