@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
@@ -45,6 +46,18 @@ class Source(Protocol):
 
     def save(self) -> dict[str, Any] | None: ...
     def restore(self, body: Any, age_s: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a start would do with a part's checkpoint (for `check`)."""
+
+    part: str
+    path: Path
+    result: str  # USED, or why not: MISSING, UNREADABLE, CORRUPT, REJECTED
+    reason: str = ""
+    age_s: float | None = None
+    since_full_s: float | None = None  # since the full read it descends from, at the time of reading
 
 
 @dataclass
@@ -112,6 +125,29 @@ class Checkpoints:
             )
         for name, kept in self._parts.items():
             self._load(name, kept)
+
+    def inspect(self) -> list[Verdict]:
+        """What a start would do with each part's checkpoint, changing nothing on disk (`check`): the
+        same checks as `start`, the body decoded into this process's parts (which `check` never syncs)."""
+        out = []
+        for name, part in self._parts.items():
+            path = self._store.path(name)
+            try:
+                body, written_at = open_envelope(self._store.read(name), name, self._identity)
+                age_s = max(self._wall() - written_at, 0.0)
+                try:
+                    part.source.restore(body, age_s)
+                except (ValueError, TypeError, KeyError, IndexError) as exc:
+                    raise UnusableError(CORRUPT, f"damaged ({exc})") from None
+            except UnusableError as exc:
+                out.append(Verdict(name, path, exc.result, exc.reason))
+                continue
+            out.append(Verdict(name, path, USED, age_s=age_s, since_full_s=_since_full(body) + age_s))
+        return out
+
+    def held_elsewhere(self) -> str | None:
+        """The pid of a running exporter that holds the directory's lock, if one does."""
+        return self._store.holder() if self._store.locked_elsewhere() else None
 
     def after_cycle(self, name: str) -> None:
         """After a successful cycle of a part: write it when it is due and the key did not change."""
@@ -202,3 +238,11 @@ class Checkpoints:
             return self._identity.account()
         except (OSError, ValueError):  # the key cannot be read now: write nothing under a doubt
             return None
+
+
+def _since_full(body: Any) -> float:
+    """The longest time since a full read among a body's listings (runs) or of the body (jobs)."""
+    found = [body.get("since_full_s", 0.0)] + [
+        listing.get("since_full_s", 0.0) for listing in body.get("listings", []) if isinstance(listing, dict)
+    ]
+    return max(float(x) for x in found if isinstance(x, int | float))

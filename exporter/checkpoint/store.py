@@ -138,6 +138,22 @@ class Store:
         except (OSError, ValueError):
             return None
 
+    def locked_elsewhere(self) -> bool:
+        """Whether another process holds the lock now (changes nothing: for `check`)."""
+        if self._lock_fd is not None:
+            return False
+        try:
+            fd = os.open(self.directory / LOCK, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+        finally:
+            os.close(fd)  # closing lets a lock we took go
+        return False
+
     def close(self) -> None:
         """Let the lock go (another process may write from now on)."""
         if self._lock_fd is not None:

@@ -27,7 +27,7 @@ import pytest
 
 from exporter.simulator import DEFAULT_API_KEY, Latency, Simulator, World
 from tests.integration.test_jobs import AGENTS, T0
-from tests.support.exporter_process import Exporter
+from tests.support.exporter_process import Exporter, run_cli
 from tests.support.jobs_oracle import expected_job_samples
 from tests.support.samples import Samples, assert_samples, benchmark_part, job_part, sample
 from tests.support.syncing import truth
@@ -543,3 +543,75 @@ def test_planted_markers_never_reach_the_files(tmp_path: Path) -> None:
     for what, marker in MARKERS.items():
         assert marker not in text, f"the {what} reached the checkpoint"
     assert DEFAULT_API_KEY not in text
+
+
+def test_check_says_whether_a_checkpoint_is_there_and_would_be_used(
+    good: tuple[World, Simulator, Path], tmp_path: Path
+) -> None:
+    _, sim, source = good
+    env = env_of(sim, source)
+    said = run_cli(["check"], env)
+    assert said.returncode == 0, said.stderr
+    lines = said.stdout.splitlines()
+    assert f"checkpoint: {source}" in lines
+    for part in ("runs", "jobs"):
+        assert any(
+            line.startswith(f"checkpoint {part}: written ") and "would be used" in line for line in lines
+        )
+    foreign = tmp_path / "foreign"
+    shutil.copytree(source, foreign)
+    forge_account(foreign)
+    said = run_cli(["check"], {**env, "RUNLOOP_EXPORTER_STATE_DIR": str(foreign)})
+    assert "checkpoint runs: would not be used (rejected: written for another account" in said.stdout
+    missing = tmp_path / "nothing-here"
+    said = run_cli(["check"], {**env, "RUNLOOP_EXPORTER_STATE_DIR": str(missing)})
+    assert "checkpoint runs: none yet; the runs would be read in full" in said.stdout
+    assert not missing.exists()  # check changes nothing on disk
+    said = run_cli(["check"], {k: v for k, v in env.items() if k != "RUNLOOP_EXPORTER_STATE_DIR"})
+    assert "checkpoint: none (RUNLOOP_EXPORTER_STATE_DIR is not set): a start reads in full" in said.stdout
+    assert DEFAULT_API_KEY not in said.stdout + said.stderr
+
+
+def test_a_second_exporter_on_the_same_directory_writes_nothing_until_the_first_is_gone(
+    good: tuple[World, Simulator, Path], tmp_path: Path
+) -> None:
+    world, sim, source = good
+    state = tmp_path / "state"
+    shutil.copytree(source, state)
+    env = env_of(
+        sim,
+        state,
+        RUNLOOP_EXPORTER_SYNC_INTERVAL_SECONDS="1",
+        RUNLOOP_EXPORTER_CHECKPOINT_INTERVAL_SECONDS="0",
+    )
+    first = Exporter([], env).start(tmp_path)
+    second: Exporter | None = None
+    try:
+        both_shown(first)
+        assert first.proc is not None
+        assert f"a running exporter (pid {first.proc.pid}) writes it" in run_cli(["check"], env).stdout
+        second = Exporter([], env).start(tmp_path)
+        scraped = both_shown(second)
+        assert loads(scraped, "runs", "used") == 1  # it reads the checkpoint as any start does
+        assert (
+            len(
+                events(
+                    second,
+                    "another exporter holds the checkpoint directory's lock; this one reads "
+                    "the checkpoint but writes none while it holds it",
+                )
+            )
+            == 1
+        )
+        base = wrote(first, "runs")
+        first.wait_until(lambda: wrote(first, "runs") >= base + 3, 30, "the first exporter's writes")
+        assert wrote(second, "runs") == 0
+        assert_exact(second.scrape(), world)
+        assert first.stop() == 0
+        second.wait_until(lambda: wrote(second, "runs") >= 1, 30, "the second to take the writes over")
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    again = run_cli(["check"], env)
+    assert "checkpoint runs: written" in again.stdout
