@@ -615,3 +615,66 @@ def test_a_second_exporter_on_the_same_directory_writes_nothing_until_the_first_
             second.stop()
     again = run_cli(["check"], env)
     assert "checkpoint runs: written" in again.stdout
+
+
+def account_of(path: Path, key: str) -> bool:
+    """Whether a checkpoint was written under this key."""
+    account = json.loads(gzip.decompress(path.read_bytes()))["account"]
+    salt = bytes.fromhex(account["salt"])
+    return hmac.compare_digest(
+        account["hmac_sha256"], hmac.new(salt, key.encode(), hashlib.sha256).hexdigest()
+    )
+
+
+def test_after_the_key_file_changes_the_checkpoint_is_written_under_the_new_key(tmp_path: Path) -> None:
+    """A rotation at runtime: what the cycles under the new key confirm is written under its fingerprint, and
+    a restart with it resumes; a restart with the old key reads in full."""
+    world = make_world(2_000, 20, live_jobs=2, running=5)
+    state, key_file = tmp_path / "state", tmp_path / "api-key"
+    old, new = "ak_old_" + "1" * 20, "ak_new_" + "2" * 20
+    key_file.write_text(old)
+    with Simulator(world, api_key=old, latency=LATENCY) as sim:
+        env = env_of(
+            sim,
+            state,
+            RUNLOOP_EXPORTER_SYNC_INTERVAL_SECONDS="1",
+            RUNLOOP_EXPORTER_CHECKPOINT_INTERVAL_SECONDS="0",
+        )
+        del env["RUNLOOP_API_KEY"]
+        env["RUNLOOP_API_KEY_FILE"] = str(key_file)
+        exporter = Exporter([], env).start(tmp_path)
+        try:
+            both_shown(exporter)
+            exporter.wait_until(
+                lambda: wrote(exporter, "runs") >= 1 and wrote(exporter, "jobs") >= 1, 30, "writes"
+            )
+            assert account_of(state / "runs.json.gz", old)
+            sim.api_key = new
+            key_file.write_text(new)
+            exporter.wait_until(
+                lambda: account_of(state / "runs.json.gz", new) and account_of(state / "jobs.json.gz", new),
+                60,
+                "writes under the new key",
+            )
+        finally:
+            exporter.stop()
+        again = Exporter([], env).start(tmp_path)
+        try:
+            scraped = both_shown(again)
+            assert loads(scraped, "runs", "used") == 1
+            assert loads(scraped, "jobs", "used") == 1
+            assert_exact(scraped, world)
+        finally:
+            again.stop()
+        sim.api_key = old
+        key_file.write_text(old)
+        back = Exporter([], env).start(tmp_path)
+        try:
+            scraped = both_shown(back)
+            assert loads(scraped, "runs", "rejected") == 1
+            assert [line["reason"] for line in events(back, NOT_USED)] == [
+                "written for another account (the API key differs)"
+            ] * 2
+            assert_exact(scraped, world)
+        finally:
+            back.stop()
