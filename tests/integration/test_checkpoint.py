@@ -167,7 +167,7 @@ def wrote(exporter: Exporter, part: str) -> float:
 
 
 def test_a_restart_resumes_exact_in_a_few_requests_whatever_moved_before_and_while_it_was_down(
-    tmp_path: Path,
+    tmp_path: Path, promtool: str
 ) -> None:
     world = make_world(20_000, 300)
     state = tmp_path / "state"
@@ -199,6 +199,15 @@ def test_a_restart_resumes_exact_in_a_few_requests_whatever_moved_before_and_whi
             # The probes, a scan from the top and a few lookups; a full read is 20 pages of runs and 60 of jobs.
             assert len(sent) <= 25, sent
             assert full > 20
+            second.wait_until(
+                lambda: wrote(second, "runs") >= 1, 30, "a write"
+            )  # every checkpoint series shown
+            text = second.get("/metrics").text
+            assert "runloop_exporter_checkpoint_last_write_timestamp_seconds{" in text
+            checked = subprocess.run(
+                [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+            )
+            assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
         finally:
             second.stop()
 
