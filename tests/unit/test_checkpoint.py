@@ -28,7 +28,9 @@ from exporter.sync import IncrementalSync
 from exporter.sync.jobs import JobsSync
 from exporter.sync.records import InvalidRecords
 from tests.integration.test_incremental import big_world
-from tests.integration.test_jobs import AGENTS, T0
+from tests.integration.test_jobs import AGENTS, T0, Clock
+from tests.integration.test_loops import jobs_sync as stuck_jobs_sync
+from tests.integration.test_loops import stuck_world
 from tests.support.syncing import assert_exact, new_sync
 
 SETTINGS = {"runs": {"RUNLOOP_EXPORTER_SCORE_BUCKETS": "a"}, "jobs": {"RUNLOOP_EXPORTER_SCORE_BUCKETS": "a"}}
@@ -244,3 +246,33 @@ def test_one_process_at_a_time_writes_and_a_second_takes_over_when_the_first_is_
     first.close()
     assert second.take_lock()
     second.close()
+
+
+def test_quiet_live_jobs_keep_their_place_in_the_backoff_so_a_restart_reads_no_stuck_job_again() -> None:
+    """375 stuck live jobs spread through 3,000, quiet for a while: a restart costs what a sync at rest does
+    (the probe and a job or two due), not a read of every stuck job."""
+    world, stuck = stuck_world(3000, 8)
+    clock = Clock()
+    with Simulator(world) as sim:
+        before = stuck_jobs_sync(sim.url, clock, interval_s=3.0, cap_s=600.0, page_size=5)
+        before.run()
+        for _ in range(200):
+            clock.now += 3.0
+            before.run()
+        body = through_json(JobsCheckpoint(before, DEFAULT_SCORE_BUCKETS).save())
+        clock.now += 3.0  # down for a sync's time
+        after = stuck_jobs_sync(sim.url, clock, interval_s=3.0, cap_s=600.0, page_size=5)
+        JobsCheckpoint(after, DEFAULT_SCORE_BUCKETS).restore(body, 3.0)
+        sim.reset_requests()
+        resumed = after.run()
+        assert len(sim.requests) <= 3, [r.path for r in sim.requests]
+        assert resumed == before.run()
+        world.jobs.finish(stuck[200])  # one that ends is still counted within the cap, as before
+        for _ in range(210):
+            clock.now += 3.0
+            resumed = after.run()
+        assert resumed is not None
+        assert (
+            sum(states.get("completed", 0) for states in resumed.by_benchmark.values())
+            == 3000 - len(stuck) + 1
+        )
