@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from exporter.checkpoint import Checkpoints, Identity, JobsCheckpoint, RunsCheckpoint, Store, digest
+from exporter.checkpoint.keeper import Source
 from exporter.metrics.telemetry import Telemetry
 from exporter.settings import Settings, env_of
 from exporter.sync.cycle import JOBS, RUNS
@@ -61,14 +62,15 @@ def checkpoints(
     kept in full mode (every sync reads them in full anyway)."""
     if settings.state_dir is None:
         return None
-    sources = {
-        **({RUNS: runs} if runs is not None and settings.sync_mode == "incremental" else {}),
-        **({JOBS: jobs} if jobs is not None else {}),
-    }
+    sources: dict[str, Source] = {}
+    if runs is not None and settings.sync_mode == "incremental":
+        sources[RUNS] = runs
+    if jobs is not None:
+        sources[JOBS] = jobs
     return Checkpoints(
         Store(settings.state_dir),
         identity(settings, base_url, key),
-        sources,  # type: ignore[arg-type]
+        sources,
         telemetry,
         interval_s=settings.checkpoint_interval_seconds,
     )
