@@ -7,9 +7,10 @@ set per row: a fixed `--latency-ms` per request plus the body's transfer at 20 M
 once, by one full read at no latency, and copied for each restart. Before each set of restarts the world
 moves by `--changes` (cumulative from the checkpoint's state): half of them runs that start, half runs that
 end (the oldest running first), and a tenth as many jobs (half new live jobs, half live jobs that end).
-The real exporter then starts in a child process (`python -m exporter`, pages of 5,000 runs, the default
-intervals, so only its first cycles count) on a copy of the checkpoint, or without one (`full read`: the
-backfill, once per latency). Polling /metrics every 0.1 s, it prints per row:
+The real exporter then starts in a child process (`python -m exporter`, pages of 5,000 runs and of at most
+`--jobs-page-size` jobs, the default intervals, so only its first cycles count) on a copy of the
+checkpoint, or without one (`full read`: the backfill, once per latency). Polling /metrics every 0.1 s, it
+prints per row:
 
 - `runs_s`, `jobs_s`: seconds from the process start to the first run metrics and the first jobs metrics;
 - `requests`, `MB`: requests to the API and the bytes of their answers until both were shown.
@@ -49,13 +50,14 @@ class Row:
     mb: float
 
 
-def exporter_env(sim: Simulator, state: Path | None) -> dict[str, str]:
+def exporter_env(sim: Simulator, state: Path | None, jobs_page_size: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOOP")}
     env.update(
         {
             "RUNLOOP_BASE_URL": sim.url,
             "RUNLOOP_API_KEY": DEFAULT_API_KEY,
             "RUNLOOP_EXPORTER_PAGE_SIZE": "5000",
+            "RUNLOOP_EXPORTER_JOBS_PAGE_SIZE": str(jobs_page_size),
             "RUNLOOP_EXPORTER_LOG_LEVEL": "warning",
             "RUNLOOP_EXPORTER_STATE_DIR": "" if state is None else str(state),
         }
@@ -87,12 +89,14 @@ def shown(http: httpx.Client, url: str) -> tuple[bool, bool, dict[str, float]]:
     return runs, jobs, counters
 
 
-def start(sim: Simulator, state: Path | None, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    sim: Simulator, state: Path | None, log: Path, jobs_page_size: int
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     with log.open("ab") as out:
         child = subprocess.Popen(
             [sys.executable, "-m", "exporter", "--address", "127.0.0.1", "--port", str(port)],
-            env=exporter_env(sim, state),
+            env=exporter_env(sim, state, jobs_page_size),
             stdout=subprocess.DEVNULL,
             stderr=out,
         )
@@ -108,10 +112,10 @@ def stop(child: subprocess.Popen[bytes]) -> None:
         child.wait()
 
 
-def make_checkpoint(sim: Simulator, state: Path, log: Path) -> None:
+def make_checkpoint(sim: Simulator, state: Path, log: Path, jobs_page_size: int) -> None:
     """One full read at no latency, then a clean stop, which writes both parts."""
     sim.latency = Latency()
-    child, url = start(sim, state, log)
+    child, url = start(sim, state, log, jobs_page_size)
     try:
         with httpx.Client(timeout=10) as http:
             while True:
@@ -126,13 +130,20 @@ def make_checkpoint(sim: Simulator, state: Path, log: Path) -> None:
 
 
 def measure(
-    sim: Simulator, state: Path | None, log: Path, *, mode: str, changes: int | None, latency_ms: float
+    sim: Simulator,
+    state: Path | None,
+    log: Path,
+    *,
+    mode: str,
+    changes: int | None,
+    latency_ms: float,
+    jobs_page_size: int,
 ) -> Row:
     sim.latency = Latency(base_s=latency_ms / 1000, bytes_per_s=TRANSFER)
     sim.reset_requests()
     sent_before = sum(sim.bytes_sent_by.values())
     started = time.monotonic()
-    child, url = start(sim, state, log)
+    child, url = start(sim, state, log, jobs_page_size)
     runs_s: float | None = None
     jobs_s: float | None = None
     try:
@@ -226,16 +237,25 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--changes", default="0,1000,10000", help="changes before each restart, comma-separated"
     )
+    parser.add_argument(
+        "--jobs-page-size",
+        type=int,
+        default=100,
+        help="RUNLOOP_EXPORTER_JOBS_PAGE_SIZE (5: as heavy as 5 a page)",
+    )
     args = parser.parse_args(argv)
     latencies = [float(x) for x in args.latency_ms.split(",")]
     counts = sorted(int(x) for x in args.changes.split(","))
     world = make_world(args.runs, args.jobs, args.scenarios)
-    print(f"{args.runs} runs, {args.jobs} jobs of {args.scenarios} scenarios x 4 agents; pages of 5000 runs")
+    print(
+        f"{args.runs} runs, {args.jobs} jobs of {args.scenarios} scenarios x 4 agents; pages of 5000 runs "
+        f"and of at most {args.jobs_page_size} jobs"
+    )
     with tempfile.TemporaryDirectory() as tmp, Simulator(world) as sim:
         log = Path(tmp, "exporter.log")
         pristine = Path(tmp, "pristine")
         began = time.monotonic()
-        make_checkpoint(sim, pristine, log)
+        make_checkpoint(sim, pristine, log, args.jobs_page_size)
         sizes = ", ".join(
             f"{p.name} {p.stat().st_size / 1e3:.1f} kB" for p in sorted(pristine.glob("*.json.gz"))
         )
@@ -253,10 +273,30 @@ def main(argv: list[str]) -> int:
                 state = Path(tmp, "state")
                 shutil.rmtree(state, ignore_errors=True)
                 shutil.copytree(pristine, state)
-                rows.append(measure(sim, state, log, mode="checkpoint", changes=changes, latency_ms=latency))
+                rows.append(
+                    measure(
+                        sim,
+                        state,
+                        log,
+                        mode="checkpoint",
+                        changes=changes,
+                        latency_ms=latency,
+                        jobs_page_size=args.jobs_page_size,
+                    )
+                )
                 _print(rows[-1])
         for latency in latencies:
-            rows.append(measure(sim, None, log, mode="full read", changes=None, latency_ms=latency))
+            rows.append(
+                measure(
+                    sim,
+                    None,
+                    log,
+                    mode="full read",
+                    changes=None,
+                    latency_ms=latency,
+                    jobs_page_size=args.jobs_page_size,
+                )
+            )
             _print(rows[-1])
     return 0
 
