@@ -36,12 +36,19 @@ SHAPING = {
 """The settings that shape each part's figures."""
 
 
+UNORDERED = frozenset({"include_benchmark_ids", "exclude_benchmark_ids"})
+"""Settings whose order means nothing (sets of ids), digested sorted; the metadata labels' order is the
+order of the labels in a group's key, so it counts."""
+
+
 def fingerprints(settings: Settings) -> dict[str, dict[str, str]]:
     """Each part's shaping settings, as digests by environment variable."""
-    return {
-        part: {env_of(name): digest(getattr(settings, name)) for name in names}
-        for part, names in SHAPING.items()
-    }
+
+    def value(name: str) -> object:
+        found = getattr(settings, name)
+        return sorted(found) if name in UNORDERED else found
+
+    return {part: {env_of(name): digest(value(name)) for name in names} for part, names in SHAPING.items()}
 
 
 def identity(settings: Settings, base_url: str, key: Callable[[], str]) -> Identity:

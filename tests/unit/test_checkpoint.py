@@ -21,8 +21,10 @@ from exporter.checkpoint.shape import CorruptError
 from exporter.metrics.agents import AgentCaps
 from exporter.metrics.aggregate import DEFAULT_DURATION_BUCKETS, DEFAULT_SCORE_BUCKETS
 from exporter.metrics.labels import RunLabels
+from exporter.resume import fingerprints
 from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.runloop.politeness import RequestGate
+from exporter.settings import Settings
 from exporter.simulator import DEFAULT_API_KEY, Latency, Simulator, World
 from exporter.sync import IncrementalSync
 from exporter.sync.jobs import JobsSync
@@ -276,3 +278,24 @@ def test_quiet_live_jobs_keep_their_place_in_the_backoff_so_a_restart_reads_no_s
             sum(states.get("completed", 0) for states in resumed.by_benchmark.values())
             == 3000 - len(stuck) + 1
         )
+
+
+def test_settings_that_shape_the_figures_are_fingerprinted_and_the_rest_are_not() -> None:
+    def prints(**given: Any) -> dict[str, dict[str, str]]:
+        return fingerprints(Settings(demo=True, **given))
+
+    base = prints()
+    assert prints(include_benchmark_ids="b,a", exclude_benchmark_ids="c") == prints(
+        include_benchmark_ids="a,b", exclude_benchmark_ids="c"
+    )  # a set of ids, in any order
+    for given, part, setting in (
+        ({"score_buckets": "0.5,1"}, "jobs", "RUNLOOP_EXPORTER_SCORE_BUCKETS"),
+        ({"duration_buckets": "60"}, "runs", "RUNLOOP_EXPORTER_DURATION_BUCKETS"),
+        ({"metadata_labels": "team"}, "runs", "RUNLOOP_EXPORTER_METADATA_LABELS"),
+        ({"exclude_benchmark_names": "x.*"}, "jobs", "RUNLOOP_EXPORTER_EXCLUDE_BENCHMARK_NAMES"),
+        ({"agent_model_max_values": 7}, "jobs", "RUNLOOP_EXPORTER_AGENT_MODEL_MAX_VALUES"),
+    ):
+        assert prints(**given)[part][setting] != base[part][setting], given
+    for given in ({"page_size": 5000}, {"jobs_page_size": 5}, {"reconcile_interval_seconds": 600}):
+        assert prints(**given) == base, given  # what a sync costs, not what it finds
+    assert prints(metadata_labels="a,b") != prints(metadata_labels="b,a")  # the labels' order is the key's
