@@ -91,6 +91,7 @@ class Checkpoints:
         self._wall = wall
         self._usable = True  # the directory can be used at all
         self._failing = False  # writes fail: told once, until one succeeds again
+        self._telling = threading.Lock()  # the parts write from their own threads: one of them tells
         account = self._account()
         self._parts = {name: _Part(source, account) for name, source in sources.items()}
         telemetry.init_checkpoint(self._parts)
@@ -215,9 +216,11 @@ class Checkpoints:
         try:
             size = self._store.write(name, envelope(name, self._identity, account, body, self._wall()))
         except (OSError, ValueError) as exc:
+            part.written = self._clock()  # tried again at the interval, not at every sync
             self._telemetry.checkpoint_writes.labels(name, "failure").inc()
-            if not self._failing:
-                self._failing = True
+            with self._telling:
+                tell, self._failing = not self._failing, True
+            if tell:
                 log.warning(
                     "the checkpoint cannot be written; the exporter runs on, and a restart will read in full",
                     part=name,
@@ -228,8 +231,9 @@ class Checkpoints:
         part.written, part.unsaved = self._clock(), False
         self._telemetry.checkpoint_writes.labels(name, "success").inc()
         self._telemetry.checkpoint_last_write.labels(name).set(self._wall())
-        if self._failing:
-            self._failing = False
+        with self._telling:
+            told, self._failing = self._failing, False
+        if told:
             log.info("the checkpoint is written again", part=name)
         log.debug("checkpoint written", part=name, bytes=size, duration_s=round(self._clock() - started, 3))
 
