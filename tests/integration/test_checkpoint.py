@@ -187,9 +187,12 @@ def test_a_restart_resumes_exact_in_a_few_requests_whatever_moved_before_and_whi
         full = len([r for r in sim.requests if r.path == "/v1/benchmark_runs"])
         move(world, ended=20, started=10, finished=10, jobs_ended=3, jobs_new=4, at=1000)  # while it is down
         sim.reset_requests()
+        started = time.time()
         second = Exporter([], env_of(sim, state)).start(tmp_path)
         try:
             scraped = both_shown(second)
+            # Honest: the figures shown were confirmed by this process's first sync, not taken on trust.
+            assert (sample(scraped, "runloop_exporter_last_successful_sync_timestamp_seconds") or 0) > started
             sent = [r.path for r in sim.requests]
             assert_exact(scraped, world)
             assert loads(scraped, "runs", "used") == 1
@@ -520,9 +523,9 @@ def test_planted_markers_never_reach_the_files(tmp_path: Path) -> None:
             environment_variables={"X": MARKERS["environment variable"]},
             secrets_provided={"Y": MARKERS["secret"]},
         )
-    for state_name in ("running", "failed"):
-        world.jobs.add(
-            benchmark_id="bmd_2",
+    for state_name, benchmark in (("running", "bmd_2"), ("failed", "bmd_2"), ("running", None)):
+        world.jobs.add(  # without a benchmark, its source is inline YAML (planted too)
+            benchmark_id=benchmark,
             agents=AGENTS,
             create_ms=T0 + 9 * 10**9,
             state=state_name,
@@ -540,6 +543,10 @@ def test_planted_markers_never_reach_the_files(tmp_path: Path) -> None:
         for scenario in outcome.get("scenario_outcomes", []):
             scenario["scenario_name"] = MARKERS["scenario name"]
     world.jobs.add_raw(raw)
+    served = json.dumps(world.runs()) + json.dumps(world.jobs.views())
+    for what, marker in MARKERS.items():  # each one is in what the API answers
+        assert marker in served, what
+    assert f"token: {MARKERS['job secrets']}-yaml" in served  # the inline YAML of the job without a benchmark
     state = tmp_path / "state"
     with Simulator(world, latency=LATENCY) as sim:
         exporter = Exporter([], env_of(sim, state, RUNLOOP_EXPORTER_METADATA_LABELS="team")).start(tmp_path)
