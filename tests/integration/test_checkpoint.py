@@ -699,3 +699,29 @@ def test_after_the_key_file_changes_the_checkpoint_is_written_under_the_new_key(
             assert_exact(scraped, world)
         finally:
             back.stop()
+
+
+def test_a_directory_that_cannot_be_made_gives_one_line_and_a_full_read(
+    good: tuple[World, Simulator, Path], tmp_path: Path
+) -> None:
+    """The state directory's parent is a file: nothing can be read or written there; the exporter says so
+    once, reads in full and runs on."""
+    world, sim, _ = good
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    exporter = Exporter([], env_of(sim, blocker / "state")).start(tmp_path)
+    try:
+        scraped = both_shown(exporter)
+        assert_exact(scraped, world)
+        assert full_reads(scraped) == (1, 1)
+        for part in ("runs", "jobs"):
+            assert loads(scraped, part, "unreadable") == 1
+        lines = events(
+            exporter,
+            "the checkpoint directory cannot be used; reading in full, and running without a checkpoint",
+        )
+        assert len(lines) == 1
+        assert not events(exporter, NOT_USED)
+        assert sample(scraped, "runloop_up") == 1
+    finally:
+        exporter.stop()
