@@ -122,6 +122,8 @@ def serve(settings: Settings) -> int:
         # No new cycle; one in flight gets a moment to end on its own, so that the checkpoint written
         # below holds what it confirms (a cycle cut short confirms nothing), then requests give up.
         scheduler.shutdown(wait=False)
+        for loop in loops:
+            loop.stop()
         soft_until = time.monotonic() + CHECKPOINT_PATIENCE_S
         all(loop.idle.wait(max(soft_until - time.monotonic(), 0.0)) for loop in loops)
     stop.set()
