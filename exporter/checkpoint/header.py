@@ -2,8 +2,8 @@
 
 The format version, the part, the API's base URL, the account and every setting that shapes the part's
 figures. The account is an HMAC-SHA256 of the API key under a random salt kept beside it: the same key
-gives the same digest under that salt, and the digest gives neither the key nor a way to test guesses
-against other files (each process draws its own salt). Settings are kept as digests, by the name of
+gives the same digest under that salt, the digest cannot give the key back, and each process draws its
+own salt, so one key gives different digests in different files. Settings are kept as digests, by the name of
 their environment variable, so that a mismatch can be named without the file holding filter patterns.
 """
 
