@@ -7,6 +7,8 @@ Syncs against the simulator on 127.0.0.1 (as in tests/integration), files under 
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import gzip
 import json
 import time
@@ -299,3 +301,26 @@ def test_settings_that_shape_the_figures_are_fingerprinted_and_the_rest_are_not(
     for given in ({"page_size": 5000}, {"jobs_page_size": 5}, {"reconcile_interval_seconds": 600}):
         assert prints(**given) == base, given  # what a sync costs, not what it finds
     assert prints(metadata_labels="a,b") != prints(metadata_labels="b,a")  # the labels' order is the key's
+
+
+def test_without_locks_on_the_file_system_both_write_and_each_file_stays_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some network file systems refuse flock: each process then writes, and the renames keep every file
+    whole (a reader finds one writer's document or the other's)."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    first, second = Store(tmp_path), Store(tmp_path)
+    assert first.take_lock()
+    assert second.take_lock()
+    assert not first.lock_supported
+    documents = [{"writer": name, "data": list(range(5000))} for name in ("first", "second")]
+    for _ in range(20):
+        first.write("jobs", documents[0])
+        assert second.read("jobs") == documents[0]
+        second.write("jobs", documents[1])
+        assert first.read("jobs") == documents[1]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
