@@ -9,8 +9,8 @@ moves by `--changes` (cumulative from the checkpoint's state): half of them runs
 end (the oldest running first), and a tenth as many jobs (half new live jobs, half live jobs that end).
 The real exporter then starts in a child process (`python -m exporter`, pages of 5,000 runs and of at most
 `--jobs-page-size` jobs, the default intervals, so only its first cycles count) on a copy of the
-checkpoint, or without one (`full read`: the backfill, once per latency). Polling /metrics every 0.1 s, it
-prints per row:
+checkpoint, or without one (`full read`: the backfill, once per latency; the full-read deadline is raised
+to a day so that it ends at any size). Polling /metrics every 0.1 s, it prints per row:
 
 - `runs_s`, `jobs_s`: seconds from the process start to the first run metrics and the first jobs metrics;
 - `requests`, `MB`: requests to the API and the bytes of their answers until both were shown.
@@ -58,6 +58,9 @@ def exporter_env(sim: Simulator, state: Path | None, jobs_page_size: int) -> dic
             "RUNLOOP_API_KEY": DEFAULT_API_KEY,
             "RUNLOOP_EXPORTER_PAGE_SIZE": "5000",
             "RUNLOOP_EXPORTER_JOBS_PAGE_SIZE": str(jobs_page_size),
+            # 100,000 heavy jobs are 35 GB: at 20 MB/s a full read outlasts the default deadline (1800 s)
+            # and would start again for ever; the `full read` rows measure one that ends.
+            "RUNLOOP_EXPORTER_FULL_READ_TIMEOUT_SECONDS": "86400",
             "RUNLOOP_EXPORTER_LOG_LEVEL": "warning",
             "RUNLOOP_EXPORTER_STATE_DIR": "" if state is None else str(state),
         }
