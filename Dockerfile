@@ -3,7 +3,9 @@
 #   docker build -t runloop-exporter \
 #     --build-arg VERSION="$(bash scripts/version.sh)" --build-arg REVISION="$(git rev-parse HEAD)" .
 #   docker run --rm -p 9756:9756 -e RUNLOOP_API_KEY_FILE=/run/secrets/runloop-api-key \
-#     -v "$PWD/key:/run/secrets/runloop-api-key:ro" --read-only runloop-exporter
+#     -v "$PWD/key:/run/secrets/runloop-api-key:ro" --read-only \
+#     -v runloop-exporter-state:/var/lib/runloop-exporter -e RUNLOOP_EXPORTER_STATE_DIR=/var/lib/runloop-exporter \
+#     runloop-exporter
 #
 # BASE_IMAGE must provide python3 (>= 3.11) with the venv module; both stages use it, so the virtualenv
 # built in the first stage points at the same interpreter path in the second. Behind a TLS-intercepting
@@ -64,6 +66,11 @@ LABEL org.opencontainers.image.title="runloop-exporter" \
       org.opencontainers.image.source="${SOURCE}"
 
 COPY --from=build /opt/runloop-exporter /opt/runloop-exporter
+# Where a checkpoint volume goes (RUNLOOP_EXPORTER_STATE_DIR=/var/lib/runloop-exporter, README "Restarts and
+# the checkpoint"), owned by the image's user: a new named volume mounted here takes that owner, so
+# `-v runloop-exporter-state:/var/lib/runloop-exporter` is writable with a read-only root. Python, not a
+# shell: the base needs nothing but python3.
+RUN ["python3", "-c", "import os; os.makedirs('/var/lib/runloop-exporter', 0o700); os.chown('/var/lib/runloop-exporter', 65532, 65532)"]
 
 # HOME=/tmp: uid 65532 has no passwd entry and the root filesystem may be read-only.
 # RUNLOOP_EXPORTER_BUILD_REVISION: the commit, for runloop_exporter_build_info{revision} (not a setting).

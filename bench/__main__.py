@@ -1,11 +1,11 @@
-"""`./dev bench [scale|soak|hostile|churn|jobs|freshness|status|decode] [ARGS]`: run a benchmark script (scale by default)."""
+"""`./dev bench [scale|soak|hostile|churn|jobs|freshness|restart|status|decode] [ARGS]`: run a benchmark script (scale by default)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ("scale", "soak", "hostile", "churn", "jobs", "freshness", "status", "decode")
+BENCHMARKS = ("scale", "soak", "hostile", "churn", "jobs", "freshness", "restart", "status", "decode")
 
 
 def main(argv: list[str]) -> int:

@@ -10,18 +10,20 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 from pydantic import SecretStr
 
+from exporter.checkpoint import Checkpoints, JobsCheckpoint, RunsCheckpoint
 from exporter.http.server import CLOSE_REASONS, Limits
 from exporter.metrics.agents import AGENT_LABEL, EXCEPTION_LABEL, AgentCaps, JobsSnapshot
 from exporter.metrics.aggregate import Snapshot
 from exporter.metrics.budget import BENCHMARK_LABEL, BudgetHooks, SeriesBudget
 from exporter.metrics.labels import FoldCounting, RunLabels, make_grouping
 from exporter.metrics.telemetry import Telemetry
+from exporter.resume import checkpoints
 from exporter.runloop.apikey import ApiKey
 from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.runloop.politeness import RequestGate
@@ -80,11 +82,14 @@ class App:
     bells: dict[str, Bell]  # rung when a part's full read ends, so its loop publishes at once
     budget: SeriesBudget  # folds the whole scrape (both parts) to RUNLOOP_EXPORTER_MAX_SERIES
     demo: Demo | None
+    checkpoints: Checkpoints | None = None  # serve mode with a state directory
 
     def runs_cycle(self, publish: Publish[Snapshot], *, deadline_s: float | None) -> Cycle[Snapshot]:
-        """A cycle of the run sync, publishing to `publish`."""
+        """A cycle of the run sync, publishing to `publish` (then writing the checkpoint when due)."""
         clients = [self.client, self.reader]
-        return runs_cycle(self.sync, clients, self.telemetry, publish, deadline_s=deadline_s)
+        kept = self.checkpoints
+        after = None if kept is None else lambda: kept.after_cycle(RUNS)
+        return runs_cycle(self.sync, clients, self.telemetry, publish, deadline_s=deadline_s, after=after)
 
     def jobs_cycle(
         self, publish: Publish[JobsSnapshot], *, deadline_s: float | None
@@ -93,7 +98,9 @@ class App:
         if self.jobs is None or self.jobs_client is None:
             return None
         clients = [self.jobs_client, self.jobs.jobs.reader]
-        return jobs_cycle(self.jobs, clients, self.telemetry, publish, deadline_s=deadline_s)
+        kept = self.checkpoints
+        after = None if kept is None else lambda: kept.after_cycle(JOBS)
+        return jobs_cycle(self.jobs, clients, self.telemetry, publish, deadline_s=deadline_s, after=after)
 
     def close(self) -> None:
         """Close the client, and stop the demo's simulator when there is one."""
@@ -103,12 +110,17 @@ class App:
 
 
 def build(
-    settings: Settings, *, retry: RetryPolicy | None = None, stop: threading.Event | None = None
+    settings: Settings,
+    *,
+    retry: RetryPolicy | None = None,
+    stop: threading.Event | None = None,
+    keep: bool = False,
 ) -> App:
     """The API (the demo's when --demo), the key, the clients and the parts the settings ask for.
 
     `retry` overrides the client's retries (--once retries briefly, check not at all); `stop` makes
-    requests give up at shutdown.
+    requests give up at shutdown; `keep` (serve mode) keeps a checkpoint in RUNLOOP_EXPORTER_STATE_DIR,
+    which `App.checkpoints.start()` then reads (never in --demo, whose world is new at every start).
     """
     demo = Demo.start() if settings.demo else None
     try:
@@ -129,7 +141,7 @@ def build(
             workers=settings.max_concurrent_requests,
         )
         reader = client.sibling(client.gate.lane())
-        sync = build_sync(
+        sync, runs_kept = build_runs(
             settings, client, telemetry, names=names, reader=reader, board=board, bell=bells[RUNS]
         )
         jobs_client = None
@@ -138,7 +150,13 @@ def build(
             jobs_client = client.sibling(client.gate.lane(share=settings.jobs_request_share))
             jobs = _jobs_part(settings, jobs_client, telemetry, names, board=board, bell=bells[JOBS])
         budget = build_budget(settings, telemetry)
-        return App(base_url, telemetry, client, sync, reader, jobs, jobs_client, board, bells, budget, demo)
+        kept = None
+        if keep and not demo:
+            jobs_kept = None if jobs is None else JobsCheckpoint(jobs.jobs, settings.score_buckets)
+            kept = checkpoints(settings, base_url, key, telemetry, runs=runs_kept, jobs=jobs_kept)
+        app = App(base_url, telemetry, client, sync, reader, jobs, jobs_client, board, bells, budget, demo)
+        app.checkpoints = kept
+        return app
     except BaseException:
         if demo:
             demo.stop()
@@ -178,7 +196,22 @@ def build_sync(
     board: ReadBoard | None = None,
     bell: Bell | None = None,
 ) -> Sync:
-    """The run sync the settings ask for: filters, extra labels, and one listing or one per included id.
+    """The run sync the settings ask for (see build_runs)."""
+    return build_runs(settings, client, telemetry, names=names, reader=reader, board=board, bell=bell)[0]
+
+
+def build_runs(
+    settings: Settings,
+    client: RunloopClient,
+    telemetry: Telemetry,
+    *,
+    names: BenchmarkNames | None = None,
+    reader: RunloopClient | None = None,
+    board: ReadBoard | None = None,
+    bell: Bell | None = None,
+) -> tuple[Sync, RunsCheckpoint]:
+    """The run sync the settings ask for: filters, extra labels, and one listing or one per included id;
+    with what a checkpoint keeps of it.
 
     Its full reads ask through a lane of the client's gate, so the sync's own requests go first.
     """
@@ -219,15 +252,17 @@ def build_sync(
             bell=bell,
         )
 
+    kept = RunsCheckpoint(names, labels, settings.score_buckets, settings.duration_buckets)
     sync: Sync
     if benchmarks.include_ids:  # other benchmarks cost no request: the API filters by id
-        sync = CombinedSync([listing(bid) for bid in benchmarks.listed_ids()], names, telemetry)
+        kept.listings = {bid: listing(bid) for bid in benchmarks.listed_ids()}
+        sync = CombinedSync(list(kept.listings.values()), names, telemetry)
     else:
-        sync = listing(None)
+        sync = kept.listings[None] = listing(None)
     if labels.names:
         telemetry.init_folded(labels.names)
         sync = FoldCounting(sync, labels.names, telemetry.count_folded)
-    return sync
+    return sync, kept
 
 
 def build_budget(settings: Settings, telemetry: Telemetry) -> SeriesBudget:
@@ -285,8 +320,10 @@ def runs_cycle(
     publish: Publish[Snapshot],
     *,
     deadline_s: float | None,
+    after: Callable[[], None] | None = None,
 ) -> Cycle[Snapshot]:
-    """A cycle of the run sync: `runloop_up`, the sync counters and a "sync finished" line."""
+    """A cycle of the run sync: `runloop_up`, the sync counters and a "sync finished" line; then `after`
+    (the checkpoint)."""
 
     def finished(outcome: Outcome[Snapshot]) -> None:
         snapshot = outcome.snapshot
@@ -300,6 +337,8 @@ def runs_cycle(
             requests=outcome.requests,
             duration_s=round(outcome.duration_s, 3),
         )
+        if after is not None:
+            after()
 
     metrics = PartMetrics(t.up, t.last_success, t.syncs, t.sync_duration)
     return Cycle(RUNS, sync.run, clients, publish, metrics, deadline_s=deadline_s, on_success=finished)
@@ -312,11 +351,20 @@ def jobs_cycle(
     publish: Publish[JobsSnapshot],
     *,
     deadline_s: float | None,
+    after: Callable[[], None] | None = None,
 ) -> Cycle[JobsSnapshot]:
-    """A cycle of the benchmark-jobs part: `runloop_exporter_jobs_available` and the jobs' sync counters."""
+    """A cycle of the benchmark-jobs part: `runloop_exporter_jobs_available` and the jobs' sync counters;
+    then `after` (the checkpoint)."""
     metrics = PartMetrics(t.jobs_available, t.jobs_last_success, t.jobs_syncs, t.jobs_sync_duration)
     return Cycle(
-        JOBS, part.run, clients, publish, metrics, deadline_s=deadline_s, log_failure=part.log_failure
+        JOBS,
+        part.run,
+        clients,
+        publish,
+        metrics,
+        deadline_s=deadline_s,
+        log_failure=part.log_failure,
+        on_success=None if after is None else lambda outcome: after(),
     )
 
 

@@ -1,6 +1,7 @@
 """`check`: validate the settings, reach the API with the key, and say in words what is there or wrong.
 
 A few requests (a page of runs and of benchmarks, a count per included id), no retries; exit 0 or 1.
+The checkpoint (RUNLOOP_EXPORTER_STATE_DIR) is read and checked as a start would, and never written.
 Key names and counts only: metadata values are user data and never printed.
 """
 
@@ -10,12 +11,15 @@ import sys
 from collections import Counter
 
 from exporter.app import build, http_limits, quiet_log_level
+from exporter.checkpoint import Checkpoints
+from exporter.checkpoint.header import MISSING, USED
 from exporter.logs import configure
 from exporter.runloop.client import RetryPolicy, RunloopClient
 from exporter.runloop.errors import ApiError, AuthError, RunloopError, cannot_read_jobs, explain
 from exporter.runloop.models import RUNNING, Invalid, parse_run
 from exporter.settings import Settings
 from exporter.sync import BenchmarkNames
+from exporter.sync.cycle import JOBS, RUNS
 
 CHECK_PAGE_SIZE = 100  # runs and benchmarks `check` reads: one small page of each
 CHECK_MAX_IDS = 20  # included ids `check` counts one by one
@@ -25,7 +29,7 @@ def check(settings: Settings) -> int:
     """Validate settings, reach the API with the key, and say what is there or what is wrong: exit 0 or 1."""
     configure(settings.log_format, quiet_log_level(settings))
     # No retries: a check should answer in seconds and report a failure as it is.
-    app = build(settings, retry=RetryPolicy(max_retries=0))
+    app = build(settings, retry=RetryPolicy(max_retries=0), keep=True)
     client, base_url = app.client, app.base_url
     print("settings: valid")
     print(f"api: {base_url}")
@@ -38,6 +42,7 @@ def check(settings: Settings) -> int:
         f"http: read-header timeout {limits.read_header_timeout_s:g} s, idle timeout "
         f"{limits.idle_timeout_s:g} s, at most {limits.max_connections} connections"
     )
+    _report_checkpoint(settings, app.checkpoints)
     try:
         _report(settings, client)
     except RunloopError as exc:
@@ -47,6 +52,39 @@ def check(settings: Settings) -> int:
         app.close()
     print("ok")
     return 0
+
+
+def _report_checkpoint(settings: Settings, kept: Checkpoints | None) -> None:
+    """Whether a checkpoint is there and whether a start would use it, and why not (nothing is written)."""
+    if settings.state_dir is None:
+        print("checkpoint: none (RUNLOOP_EXPORTER_STATE_DIR is not set): a start reads in full")
+        return
+    if kept is None:
+        print("checkpoint: none (--demo keeps no checkpoint)")
+        return
+    holder = kept.held_elsewhere()
+    running = f"; a running exporter (pid {holder}) writes it" if holder else ""
+    print(f"checkpoint: {settings.state_dir}{running}")
+    reconcile = {RUNS: settings.reconcile_interval_seconds, JOBS: settings.jobs_reconcile_interval_seconds}
+    for verdict in kept.inspect():
+        if verdict.result == USED:
+            age = verdict.age_s or 0.0
+            then = (
+                " then reconciled beside the loop,"
+                if (verdict.since_full_s or 0) >= reconcile[verdict.part]
+                else ""
+            )
+            print(
+                f"checkpoint {verdict.part}: written {age:.0f} s ago; would be used:{then} the first sync brings "
+                "it up to date"
+            )
+        elif verdict.result == MISSING:
+            print(f"checkpoint {verdict.part}: none yet; the {verdict.part} would be read in full")
+        else:
+            print(
+                f"checkpoint {verdict.part}: would not be used ({verdict.result}: {verdict.reason}); "
+                f"the {verdict.part} would be read in full"
+            )
 
 
 def _count(total: int | None) -> str:

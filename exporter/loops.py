@@ -26,6 +26,7 @@ class Loop:
         self._running = threading.Lock()  # held while a cycle runs
         self._flag = threading.Lock()  # makes "is one running?" and "run once more" one step
         self._again = False
+        self._stopped = False  # at a stop: no cycle starts any more, not even one asked for meanwhile
         self.idle = threading.Event()
         self.idle.set()
 
@@ -54,10 +55,17 @@ class Loop:
                 misfire_grace_time=None,
             )
 
+    def stop(self) -> None:
+        """Start no cycle from now on; one in flight ends as it will."""
+        with self._flag:
+            self._stopped = True
+
     def tick(self) -> None:
         """Run a cycle, unless one runs: then that one runs once more when it ends."""
         while True:
             with self._flag:
+                if self._stopped:
+                    return
                 if not self._running.acquire(blocking=False):
                     self._again = True
                     return

@@ -1,5 +1,5 @@
 """Serve mode (the default): sync on a schedule and serve the figures until SIGTERM or SIGINT (SIGHUP is
-logged and otherwise ignored)."""
+logged and otherwise ignored); with a state directory, resume from the checkpoint and keep it."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ from exporter.sync.cycle import JOBS, RUNS
 log = structlog.get_logger("exporter")
 
 SHUTDOWN_GRACE_S = 3.0
+CHECKPOINT_PATIENCE_S = 1.0
+"""Of the grace, how long a cycle in flight at a stop may run on before its requests give up (only when a
+checkpoint is kept: what it confirms is then written)."""
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # SIGHUP asks a daemon to reload, and by default kills a Python process without a word. There is nothing
 # to reload by hand: the key file and the web config are re-read when they change. So it is logged, no more.
@@ -57,7 +60,7 @@ def serve(settings: Settings) -> int:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
     stop = threading.Event()
-    app = build(settings, stop=stop)
+    app = build(settings, stop=stop, keep=True)
     telemetry = app.telemetry
     state = State(
         lambda: render_registry(telemetry.registry),
@@ -96,6 +99,8 @@ def serve(settings: Settings) -> int:
         app.bells[loop.name].connect(loop.wake)
 
     server.start()
+    if app.checkpoints is not None:
+        app.checkpoints.start()  # before the first cycle: a matching checkpoint replaces the backfill
     scheduler.start()
     log.info(
         "runloop-exporter started",
@@ -111,14 +116,24 @@ def serve(settings: Settings) -> int:
             "SIGHUP received; nothing to reload: the API key file and the web config are re-read "
             "when they change"
         )
-    stop.set()
-
     log.info("stopping", signal=signal.Signals(received).name)
-    scheduler.shutdown(wait=False)
+    grace_until = time.monotonic() + SHUTDOWN_GRACE_S
+    if app.checkpoints is not None:
+        # No new cycle; one in flight gets a moment to end on its own, so that the checkpoint written
+        # below holds what it confirms (a cycle cut short confirms nothing), then requests give up.
+        scheduler.shutdown(wait=False)
+        for loop in loops:
+            loop.stop()
+        soft_until = time.monotonic() + CHECKPOINT_PATIENCE_S
+        all(loop.idle.wait(max(soft_until - time.monotonic(), 0.0)) for loop in loops)
+    stop.set()
+    if app.checkpoints is None:
+        scheduler.shutdown(wait=False)
     server.shutdown()
     server.server_close()
-    grace_until = time.monotonic() + SHUTDOWN_GRACE_S
     finished = all(loop.idle.wait(max(grace_until - time.monotonic(), 0.0)) for loop in loops)
+    if app.checkpoints is not None:  # a clean stop keeps what the last cycles confirmed
+        app.checkpoints.stop([loop.name for loop in loops if loop.idle.is_set()])
     app.close()
     log.info("stopped", sync_interrupted=not finished)
     if not finished:

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     agent_model_max_values: Annotated[int, Field(ge=1, le=10000)] = 50
     exception_type_max_values: Annotated[int, Field(ge=1, le=10000)] = 50
     max_series: Annotated[int, Field(ge=1000, le=10_000_000)] = DEFAULT_MAX_SERIES
+    state_dir: Path | None = None
+    checkpoint_interval_seconds: Annotated[float, Field(ge=0, le=86400)] = 60.0
     demo: bool = False
 
     # The validators raise ValueError with what is wrong in the value, or with nothing when accepts()
@@ -157,6 +159,18 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(str(exc).removeprefix("not a valid regular expression: ")) from None
         return value or None
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _empty_dir(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _check_state_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError("it exists and is not a directory")
+        return value
 
     def benchmark_filter(self) -> BenchmarkFilter:
         """The include/exclude settings as one filter."""
@@ -369,6 +383,17 @@ OPTIONS: tuple[_Option, ...] = (
         "series of a whole scrape at most; past it label values fold into __other__ (default 100000)",
         metavar="N",
     ),
+    _opt(
+        "state_dir",
+        "directory of the checkpoint a restart resumes from, created when missing (default: none)",
+        metavar="PATH",
+    ),
+    _opt(
+        "checkpoint_interval_seconds",
+        "write the checkpoint at most this often, after a successful sync, and at a clean stop "
+        "(default 60; 0: after every sync)",
+        metavar="SECONDS",
+    ),
 )
 _BY_FIELD = {option.field: option for option in OPTIONS}
 _BY_ENV = {option.env: option for option in OPTIONS}
@@ -416,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def env_of(field: str) -> str:
+    """The environment variable of a setting."""
+    return _BY_FIELD[field].env
+
+
 def describe(field: str) -> str:
     """How an operator spells a setting: environment variable and flag."""
     option = _BY_FIELD.get(field) or _BY_ENV.get(field)  # errors name aliased fields by their alias
@@ -432,6 +462,7 @@ _ACCEPTS = {
     "include_benchmark_names": "a Python regular expression",
     "exclude_benchmark_names": "a Python regular expression",
     "metadata_labels": "comma-separated metadata keys that give distinct label names",
+    "state_dir": "a directory (created when missing), or empty for no checkpoint",
 }
 _SECRET_FIELDS = {"api_key"}  # never echoed in an error
 _PROBLEM_SEPARATOR = "\n"  # between the problems one validator reports at once

@@ -28,6 +28,7 @@ CA_BUNDLE="${CA_BUNDLE:-${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}}"
 
 work="$(mktemp -d)"
 container=""
+volume=""
 daemon_pid=""
 run_dir=""
 say() { echo "docker-smoke: $*"; }
@@ -35,6 +36,9 @@ die() { echo "docker-smoke: FAILED: $*" >&2; exit 1; }
 cleanup() {
   if [ -n "$container" ]; then
     "$DOCKER" rm -f "$container" >/dev/null 2>&1 || true
+  fi
+  if [ -n "$volume" ]; then
+    "$DOCKER" volume rm -f "$volume" >/dev/null 2>&1 || true
   fi
   if [ -n "$daemon_pid" ]; then
     kill "$daemon_pid" 2>/dev/null || true
@@ -170,7 +174,14 @@ done
 "$DOCKER" exec "$container" sh -c 'touch /probe 2>/dev/null' && die "the root filesystem is writable"
 [ "$("$DOCKER" exec "$container" id -u)" != 0 ] || die "runs as root"
 "$DOCKER" exec "$container" sh -c 'ls /run/secrets/ca' >/dev/null 2>&1 && die "the CA bundle is in the image"
+# The checkpoint's place: a new named volume at /var/lib/runloop-exporter takes the image directory's owner,
+# so the image's user can write its checkpoint there under a read-only root (README, docker run -v).
+volume="rle-state-$$"
+"$DOCKER" volume create "$volume" >/dev/null
+"$DOCKER" run --rm --read-only --network none -v "$volume:/var/lib/runloop-exporter" --entrypoint python3 \
+  "$IMAGE" -c "open('/var/lib/runloop-exporter/probe', 'w').write('ok')" \
+  || die "a named volume at /var/lib/runloop-exporter is not writable by the image's user"
 
 size="$(inspect '{{.Size}}')"
-say "OK: $IMAGE (user $user) serves /healthz, /readyz, /metrics read-only; HEALTHCHECK healthy"
+say "OK: $IMAGE (user $user) serves /healthz, /readyz, /metrics read-only; HEALTHCHECK healthy; a checkpoint volume is writable"
 say "image size: $((size / 1000000)) MB ($size bytes)"

@@ -52,6 +52,7 @@ class AgentCaps:
         self, max_pairs: int = DEFAULT_MAX_AGENT_PAIRS, max_types: int = DEFAULT_MAX_EXCEPTION_TYPES
     ):
         self._max_pairs = max_pairs
+        self._types_max = max_types
         self._pairs: dict[str | None, Cap[tuple[str, str | None]]] = {}
         self._types: Cap[str] = Cap(max_types)
 
@@ -69,6 +70,34 @@ class AgentCaps:
     def exception_type(self, kind: str) -> str:
         """The label value of an exception type."""
         return self._types.value(kind)
+
+    def holds(self, benchmark_id: str | None, agent: str, model: str | None) -> bool:
+        """Whether this pair has a label of its own (admitted already); admits nothing."""
+        pairs = self._pairs.get(benchmark_id)
+        return pairs is not None and (agent, model) in pairs.admitted
+
+    def holds_type(self, kind: str) -> bool:
+        """Whether this exception type has a label value of its own (admitted already); admits nothing."""
+        return kind in self._types.admitted
+
+    def admitted(self) -> tuple[dict[str | None, frozenset[tuple[str, str | None]]], frozenset[str]]:
+        """The pairs admitted per benchmark and the exception types admitted (what a checkpoint keeps)."""
+        return {bid: cap.admitted for bid, cap in dict(self._pairs).items()}, self._types.admitted
+
+    def restore(
+        self,
+        pairs: Mapping[str | None, Iterable[tuple[str, str | None]]],
+        types: Iterable[str],
+    ) -> None:
+        """Admit what a checkpoint kept; ValueError when it passes a cap."""
+        restored: dict[str | None, Cap[tuple[str, str | None]]] = {}
+        for benchmark_id, values in pairs.items():
+            cap: Cap[tuple[str, str | None]] = Cap(self._max_pairs)
+            cap.restore(values)
+            restored[benchmark_id] = cap
+        kinds: Cap[str] = Cap(self._types_max)
+        kinds.restore(types)
+        self._pairs, self._types = restored, kinds
 
 
 @dataclass(slots=True)

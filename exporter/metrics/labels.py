@@ -22,7 +22,7 @@ every sync and a full read regroups everything, both to the same labels.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar, overload
 
 from exporter.metrics.aggregate import GroupKey, Labels, Snapshot
@@ -92,6 +92,23 @@ class Cap(Generic[_V]):
         """The label value: the value itself, or `__other__` once the cap is full."""
         return value if value != OTHER and self.admits(value) else OTHER
 
+    @property
+    def max_values(self) -> int:
+        """The most distinct values admitted."""
+        return self._max
+
+    @property
+    def admitted(self) -> frozenset[_V]:
+        """The values admitted so far (a copy: a full read in another thread may admit more)."""
+        return frozenset(self._admitted.copy())
+
+    def restore(self, values: Iterable[_V]) -> None:
+        """Admit these values as a checkpoint kept them; ValueError when they pass the maximum."""
+        admitted = set(values)
+        if len(admitted) > self._max:
+            raise ValueError(f"{len(admitted)} values kept where at most {self._max} are admitted")
+        self._admitted = admitted
+
 
 class RunLabels:
     """Decides the extra labels of a run; the same value always gets the same label in one process."""
@@ -107,6 +124,20 @@ class RunLabels:
     def names(self) -> tuple[str, ...]:
         """The label names this may add, in the order they appear in a GroupKey."""
         return tuple(name for name, _, _ in self._fields)
+
+    def admitted(self) -> dict[str, frozenset[str]]:
+        """The values each label has admitted so far, by label name (what a checkpoint keeps)."""
+        return {name: cap.admitted for name, _, cap in self._fields}
+
+    def restore(self, admitted: Mapping[str, Iterable[str]]) -> None:
+        """Admit the values a checkpoint kept, so that later runs get the labels they would have got;
+        ValueError (and nothing admitted) when one label has more than its cap."""
+        caps = []
+        for name, _, cap in self._fields:
+            restored: Cap[str] = Cap(cap.max_values)
+            restored.restore(admitted.get(name, ()))
+            caps.append(restored)
+        self._fields = [(name, key, cap) for (name, key, _), cap in zip(self._fields, caps, strict=True)]
 
     def labels(self, run: Run) -> Labels:
         """The run's extra labels; a missing or empty value leaves its label out."""

@@ -178,6 +178,31 @@ class Telemetry:
             ["part"],
             registry=r,
         )
+        self.checkpoint_loads = Counter(
+            "runloop_exporter_checkpoint_loads",
+            "Checkpoints read at start, by part and result: used, missing, unreadable, corrupt, rejected "
+            "(written for another API, account, settings or format).",
+            ["part", "result"],
+            registry=r,
+        )
+        self.checkpoint_writes = Counter(
+            "runloop_exporter_checkpoint_writes",
+            "Checkpoint writes, by part and result (success, failure).",
+            ["part", "result"],
+            registry=r,
+        )
+        self.checkpoint_age = Gauge(
+            "runloop_exporter_checkpoint_age_seconds",
+            "Age of the checkpoint a part resumed from, when it was read at start; absent when none was used.",
+            ["part"],
+            registry=r,
+        )
+        self.checkpoint_last_write = Gauge(
+            "runloop_exporter_checkpoint_last_write_timestamp_seconds",
+            "When a part's checkpoint was last written by this process; absent before the first write.",
+            ["part"],
+            registry=r,
+        )
         self.runs_known = Gauge(
             "runloop_exporter_runs", "Runs known after the last successful sync.", registry=r
         )
@@ -219,6 +244,14 @@ class Telemetry:
         for path in (JOBS_PATH, JOB_PATH):
             self.api_requests.labels(path, "200")
             self.api_request_duration.labels(path)
+
+    def init_checkpoint(self, parts: Iterable[str]) -> None:
+        """Show the checkpoint counters at 0 for every part kept and result (only with a state dir)."""
+        for part in parts:
+            for result in ("used", "missing", "unreadable", "corrupt", "rejected"):
+                self.checkpoint_loads.labels(part, result)
+            for result in ("success", "failure"):
+                self.checkpoint_writes.labels(part, result)
 
     def show_read_progress(self, part: str, reason: str, ratio: float | None) -> None:
         """Hook for the reads' progress board: a read's share read so far, None when it ended."""

@@ -31,7 +31,7 @@ from exporter.runloop.models import Invalid, Run, parse_run
 from exporter.sync.background import Background, Bell, Finished, page_time, patience
 from exporter.sync.config import MAX_LIMIT, SyncConfig
 from exporter.sync.fullread import FullRead
-from exporter.sync.ledger import Delta, Ledger
+from exporter.sync.ledger import Delta, HeldListing, Ledger
 from exporter.sync.lookups import Lookups
 from exporter.sync.names import BenchmarkNames
 from exporter.sync.planner import Costs, Plan, plan
@@ -119,11 +119,38 @@ class IncrementalSync:
         # is worth a try: it never costs more than the rescan it replaces, and gives up early.
         self._new_at_head: bool | None = None
         self._deep_skips = 0  # deeper scans to skip after one that found too little
+        self._confirmed = -1  # the cycle that last found the held ledger up to date (-1: none yet)
+        self._resumed = False  # the ledger came from a checkpoint that no sync has confirmed yet
 
     @property
     def ledger(self) -> Ledger | None:
         """The state held between syncs (for tests and benchmarks)."""
         return self._ledger
+
+    def held(self) -> HeldListing | None:
+        """What a checkpoint keeps: the ledger when the last sync found it up to date (None otherwise,
+        in full mode, or when total_count cannot be trusted: then every sync reads in full anyway)."""
+        ledger = self._ledger
+        if ledger is None or self._confirmed != self._cycle or not ledger.counted:
+            return None
+        if self._config.full_every_sync:
+            return None
+        return HeldListing(ledger, self._clock() - self._last_full, self._new_at_ends, self._new_at_head)
+
+    def resume(self, held: HeldListing) -> None:
+        """Start from a checkpoint instead of a backfill. The next sync brings it up to date with the
+        usual probes (the planner may still choose a full read); nothing is published before a sync has
+        confirmed it, and a reconcile is due when the last full read is older than its interval."""
+        self._ledger = held.ledger
+        self._last_full = self._clock() - held.since_full_s
+        self._new_at_ends, self._new_at_head = held.new_at_ends, held.new_at_head
+        self._resumed = True
+
+    def _confirm(self) -> None:
+        """The held ledger is up to date as of this sync."""
+        self._fresh_at = self._clock()
+        self._confirmed = self._cycle
+        self._resumed = False
 
     def _grouping(self, run: Run) -> GroupKey | None:
         # A server that ignores the benchmark_id filter must not make one benchmark's runs count twice.
@@ -161,7 +188,7 @@ class IncrementalSync:
         finished = self._reads.take()
         if finished is not None:
             self._swap(finished, deadline)
-        return self._ledger
+        return None if self._resumed else self._ledger
 
     def _step(self, ledger: Ledger, deadline: float | None) -> None:
         """The probes over what we hold; a full read started (or awaited) when they cannot do."""
@@ -183,7 +210,7 @@ class IncrementalSync:
         if step is None:
             self._read("probe_mismatch", deadline)
             return
-        self._fresh_at = self._clock()
+        self._confirm()
         if due:  # what we hold is up to date first, so that any difference the read finds is real drift
             self._new_at_ends = None  # and let the listing show its order again
             self._read("scheduled", deadline, wait=deadline is None)
@@ -265,7 +292,7 @@ class IncrementalSync:
             self._report_drift(held, ledger)
         self._ledger = ledger
         self._last_full = finished.started
-        self._fresh_at = self._clock()
+        self._confirm()
         self._telemetry.full_reads.labels(finished.reason).inc()
 
     def _report_drift(self, before: Ledger, after: Ledger) -> None:

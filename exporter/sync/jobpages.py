@@ -38,6 +38,16 @@ class JobsLedger:
     rechecks: dict[str, Recheck] = field(default_factory=dict)  # live job -> when it is read again
 
 
+@dataclass(frozen=True)
+class HeldJobs:
+    """What a checkpoint keeps of the jobs sync: its ledger, when its full read was, and its clock now
+    (live jobs' rechecks are due on that clock)."""
+
+    ledger: JobsLedger
+    since_full_s: float
+    now: float
+
+
 class PageSizer:
     """Chooses page limits from the bytes per job seen so far."""
 

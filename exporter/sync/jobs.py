@@ -55,6 +55,7 @@ from exporter.sync.idset import IdSet
 from exporter.sync.jobpages import (
     FIRST_LIMIT,
     TARGET_PAGE_BYTES,
+    HeldJobs,
     JobsLedger,
     LiveWalk,
     PageSizer,
@@ -64,7 +65,7 @@ from exporter.sync.jobpages import (
 from exporter.sync.lookups import Lookups
 from exporter.sync.planner import Costs
 from exporter.sync.progress import ReadBoard
-from exporter.sync.recheck import Rechecks
+from exporter.sync.recheck import Recheck, Rechecks
 from exporter.sync.records import InvalidRecords
 
 log = structlog.get_logger("exporter.sync.jobs")
@@ -122,11 +123,50 @@ class JobsSync:
         self._last_full = 0.0
         self._cycle = 0
         self._fresh_at: float | None = None  # when the held ledger was last known up to date
+        self._confirmed = -1  # the cycle that last found the held ledger up to date (-1: none yet)
+        self._resumed = False  # the ledger came from a checkpoint that no sync has confirmed yet
 
     @property
     def ledger(self) -> JobsLedger | None:
         """What is held between syncs (for tests and benchmarks)."""
         return self._ledger
+
+    @property
+    def caps(self) -> AgentCaps:
+        """The caps on agent and exception-type labels (a checkpoint keeps what they admitted)."""
+        return self._caps
+
+    def now(self) -> float:
+        """The sync's clock now (live jobs' rechecks are due on it)."""
+        return self._clock()
+
+    def held(self) -> HeldJobs | None:
+        """What a checkpoint keeps: the ledger when the last sync found it up to date, else None."""
+        ledger = self._ledger
+        if ledger is None or self._confirmed != self._cycle or not ledger.counted:
+            return None
+        now = self._clock()
+        return HeldJobs(ledger, now - self._last_full, now)
+
+    def resume(self, held: HeldJobs) -> None:
+        """Start from a checkpoint instead of a backfill (as IncrementalSync.resume): nothing is
+        published before a sync has brought it up to date. Live jobs keep their place in the recheck
+        backoff (a restart does not read every quiet job again), within this process's cap."""
+        now = self._clock()
+        cap = self._rechecks.max_s
+        for job_id, recheck in list(held.ledger.rechecks.items()):  # under these settings' cap
+            if recheck.period_s > cap or recheck.due > now + cap:
+                held.ledger.rechecks[job_id] = Recheck(
+                    min(recheck.period_s, cap), min(recheck.due, now + cap)
+                )
+        self._ledger = held.ledger
+        self._last_full = now - held.since_full_s
+        self._resumed = True
+
+    def _confirm(self) -> None:
+        self._fresh_at = self._clock()
+        self._confirmed = self._cycle
+        self._resumed = False
 
     @property
     def reading(self) -> str | None:
@@ -155,13 +195,13 @@ class JobsSync:
         elif not ledger.counted or not self._incremental(ledger, deadline):
             self._read("probe_mismatch", deadline)
         else:
-            self._fresh_at = self._clock()
+            self._confirm()
             if self._clock() - self._last_full >= self._reconcile_s:
                 self._read("scheduled", deadline, wait=deadline is None)
         finished = self._reads.take()
         if finished is not None:
             self._swap(finished, deadline)
-        return self._ledger
+        return None if self._resumed else self._ledger
 
     def _read(self, reason: str, deadline: float | None, *, wait: bool = True) -> None:
         """Start a full read beside the sync (unless one is going on), and wait for it half of what is
@@ -209,7 +249,7 @@ class JobsSync:
             self._report_drift(held, ledger)
         self._ledger = ledger
         self._last_full = finished.started
-        self._fresh_at = self._clock()
+        self._confirm()
         self._on_full_read(finished.reason)
 
     def _keep_rechecks(self, held: JobsLedger, ledger: JobsLedger) -> None:

@@ -41,6 +41,16 @@ class Ledger:
             self.running[run_id] = RunningRun(run_id, held.key, held.start_ms, run.state)
 
 
+@dataclass(frozen=True)
+class HeldListing:
+    """What a checkpoint keeps of one listing's sync: its ledger and what it learned of the listing."""
+
+    ledger: Ledger
+    since_full_s: float  # since the full read this ledger descends from started (for the reconcile)
+    new_at_ends: bool | None  # learned: do new runs appear at either end of the listing?
+    new_at_head: bool | None  # learned: do they appear at the top (newest first)?
+
+
 @dataclass
 class Delta:
     """What one incremental sync learned of the listing, applied only when its counts add up."""

@@ -58,6 +58,17 @@ class BenchmarkNames:
         """Names known so far (a copy)."""
         return dict(self._names)
 
+    @property
+    def unnamed(self) -> frozenset[str]:
+        """Benchmarks Runloop has no usable name for, as far as we know (a copy)."""
+        return frozenset(self._unnamed.copy())
+
+    def restore(self, names: dict[str, str], unnamed: Iterable[str]) -> None:
+        """Know what a checkpoint kept, so that its benchmarks need no lookup; the next sync that
+        publishes still lists the benchmarks (a restart refreshes the names)."""
+        self._names.update(names)
+        self._unnamed.update(bid for bid in unnamed if bid not in self._names)
+
     def prepare(self, deadline: float | None) -> None:
         """At the start of a sync: list the benchmarks if never done, failed last time, or stale."""
         self._deadline = deadline

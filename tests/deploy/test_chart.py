@@ -157,6 +157,52 @@ def test_pod_is_hardened(helm: Helm) -> None:
     assert "emptyDir" in volume(manifests, "tmp")
 
 
+STATE = "/var/lib/runloop-exporter"
+
+
+def test_the_checkpoint_is_kept_on_an_empty_dir_by_default(helm: Helm) -> None:
+    """It survives a restart of the container (an OOM kill, a failed liveness probe); the root stays read-only."""
+    manifests = helm.render(ci_values("default"))
+    assert env_of(manifests)["RUNLOOP_EXPORTER_STATE_DIR"] == STATE
+    assert "RUNLOOP_EXPORTER_CHECKPOINT_INTERVAL_SECONDS" not in env_of(manifests)  # the exporter's default
+    mount = mount_for(manifests, f"{STATE}/runs.json.gz")
+    assert mount["name"] == "state"
+    assert not mount.get("readOnly", False)
+    assert volume(manifests, "state") == {"name": "state", "emptyDir": {"sizeLimit": "64Mi"}}
+    assert container(manifests)["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "PersistentVolumeClaim" not in manifests.kinds()
+
+
+def test_persistence_keeps_the_checkpoint_on_a_claim_one_pod_at_a_time(helm: Helm) -> None:
+    manifests = helm.render(ci_values("persistence"))
+    claim = manifests.one("PersistentVolumeClaim")
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOncePod"],
+        "storageClassName": "fast-ssd",
+        "resources": {"requests": {"storage": "256Mi"}},
+    }
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert volume(manifests, "state")["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"]}
+    assert mount_for(manifests, f"{STATE}/jobs.json.gz")["name"] == "state"
+    assert env_of(manifests)["RUNLOOP_EXPORTER_CHECKPOINT_INTERVAL_SECONDS"] == "30"
+    assert manifests.one("Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert container(manifests)["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_persistence_on_an_existing_claim_or_without_a_storage_class(helm: Helm) -> None:
+    existing = helm.render(
+        ci_values("default"), sets=["persistence.enabled=true", "persistence.existingClaim=my-claim"]
+    )
+    assert "PersistentVolumeClaim" not in existing.kinds()
+    assert volume(existing, "state")["persistentVolumeClaim"] == {"claimName": "my-claim"}
+    unclassed = helm.render(
+        ci_values("default"), sets=["persistence.enabled=true", "persistence.storageClass=-"]
+    )
+    assert unclassed.one("PersistentVolumeClaim")["spec"]["storageClassName"] == ""
+    default_class = helm.render(ci_values("default"), sets=["persistence.enabled=true"])
+    assert "storageClassName" not in default_class.one("PersistentVolumeClaim")["spec"]
+
+
 def test_probes_use_healthz_and_readyz_on_the_metrics_port(helm: Helm) -> None:
     box = container(helm.render(ci_values("default")))
     (port,) = box["ports"]
@@ -605,6 +651,10 @@ CONTRADICTIONS = {
         ["config.existingSecret.name=s", "serviceMonitor.enabled=true", "serviceMonitor.sampleLimit=50000"],
         "serviceMonitor.sampleLimit is 50000, below config.maxSeries (100000) + 1000",
     ),
+    "claim-without-persistence": (
+        ["config.existingSecret.name=s", "persistence.existingClaim=my-claim"],
+        "persistence.existingClaim is set but persistence.enabled is false",
+    ),
     "unknown-disabled-alert": (
         [
             "config.existingSecret.name=s",
@@ -646,6 +696,10 @@ SCHEMA_REJECTS = {
     "series-budget-too-small": ["config.maxSeries=10"],
     "stuck-after-zero-hours": ["prometheusRule.thresholds.stuckAfterHours=0"],
     "enabled-not-a-boolean": ["enabled=maybe"],
+    "no-access-mode": ["persistence.accessModes={}"],
+    "bad-access-mode": ["persistence.accessModes={ReadWriteSometimes}"],
+    "size-not-a-quantity": ["persistence.size=big"],
+    "negative-checkpoint-interval": ["config.checkpointIntervalSeconds=-1"],
 }
 
 

@@ -20,7 +20,7 @@ import pytest
 from exporter.simulator import Simulator, World
 from tests.support.deploy import Helm, ci_values
 from tests.support.ports import free_port
-from tests.support.waiting import Child, wait_ready
+from tests.support.waiting import Child, wait_ready, wait_until
 
 API_KEY = "chart-key"
 WAIT_S = 60.0
@@ -66,6 +66,10 @@ def _run_as_the_pod_would(helm: Helm, values: str, simulator: Simulator, tmp_pat
             value = str(port)
         elif item["name"] == "SSL_CERT_FILE":  # a file of the pod's extra volume
             continue
+        elif item["name"] == "RUNLOOP_EXPORTER_STATE_DIR":  # the pod's checkpoint volume
+            mounts = {m["name"]: m["mountPath"] for m in box["volumeMounts"]}
+            assert value == mounts["state"]
+            value = str(tmp_path / "state")
         env[item["name"]] = value
     env["RUNLOOP_EXPORTER_ADDRESS"] = "127.0.0.1"  # the pod listens on all addresses; a test only here
     log_path = tmp_path / "exporter.log"
@@ -86,6 +90,8 @@ def _run_as_the_pod_would(helm: Helm, values: str, simulator: Simulator, tmp_pat
         assert code == 200
         assert "runloop_up 1.0" in metrics
         assert "runloop_benchmark_info{" in metrics
+        if "RUNLOOP_EXPORTER_STATE_DIR" in env:  # the checkpoint is written where the pod mounts its volume
+            wait_until((tmp_path / "state" / "runs.json.gz").exists, WAIT_S, "the checkpoint")
     finally:
         proc.terminate()
         try:

@@ -28,6 +28,7 @@ NOT_CHART_VALUES = {
     "address": "a pod listens on all its interfaces",
     "port": "fixed at 9756, the container port the Service and the probes name",
     "web_config_file": "webConfig.existingSecret and webConfig.key: the chart mounts the file",
+    "state_dir": "the chart mounts the checkpoint's volume (persistence) at /var/lib/runloop-exporter",
 }
 """Settings without a config.<camelCase> value, each with the reason."""
 NOT_IN_ENV = {"apiKey", "existingSecret"}  # the key goes through a mounted Secret, never the environment

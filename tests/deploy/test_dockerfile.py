@@ -85,6 +85,20 @@ def test_final_stage_runs_as_a_numeric_user_with_labels_and_healthcheck() -> Non
     assert json.loads(entrypoint) == ["runloop-exporter"]
 
 
+def test_the_checkpoint_directory_belongs_to_the_user_before_it_is_switched_to() -> None:
+    """A named volume mounted at /var/lib/runloop-exporter takes the image directory's owner: 65532."""
+    final = stages()[-1]
+    keywords = [keyword for keyword, _ in final]
+    runs = [(i, rest) for i, (keyword, rest) in enumerate(final) if keyword == "RUN"]
+    made = [(i, json.loads(rest)) for i, rest in runs if "/var/lib/runloop-exporter" in rest]
+    assert len(made) == 1
+    index, command = made[0]
+    assert index < keywords.index("USER")
+    assert command[:2] == ["python3", "-c"]
+    assert "os.chown('/var/lib/runloop-exporter', 65532, 65532)" in command[2]
+    assert "os.makedirs('/var/lib/runloop-exporter', 0o700)" in command[2]
+
+
 def test_ca_bundle_is_only_a_build_secret() -> None:
     for keyword, rest in INSTRUCTIONS:
         if keyword in {"COPY", "ADD"}:

@@ -176,3 +176,42 @@ def test_freshness_bench_prints_its_table() -> None:
     assert requests_h >= 60 * 3  # at least the steady run syncs of an hour
     assert gb_h >= 0
     assert rss_mb > 0
+
+
+def test_restart_bench_prints_its_table() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "restart",
+            *(
+                "--runs",
+                "20000",
+                "--jobs",
+                "100",
+                "--scenarios",
+                "5",
+                "--latency-ms",
+                "50",
+                "--changes",
+                "0,100",
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = [line.split() for line in result.stdout.splitlines()]
+    resumed = [row for row in rows if row[:1] == ["checkpoint"] and row[1].isdigit()]
+    full = [row for row in rows if row[:2] == ["full", "read"]]
+    assert [row[1] for row in resumed] == ["0", "100"]
+    assert len(full) == 1
+    for row in resumed:
+        runs_s, jobs_s, requests = float(row[3]), float(row[4]), int(row[5])
+        assert runs_s > 0
+        assert jobs_s > 0
+        assert requests <= int(full[0][6]) + 3  # at most the full read it replaces and the 3 probes
+    assert int(resumed[0][5]) <= 6  # nothing changed: the probes (and a listing of the names)
+    assert "Traceback" not in result.stderr

@@ -81,7 +81,12 @@ def exposed(snapshot: Snapshot) -> Samples:
     return benchmark_part(parse(Rendered.of(snapshot).body(b"", gzip=False).decode()))
 
 
-def truth(world: World, *, still_running: Mapping[str, RunningRun] | None = None) -> Samples:
+def truth(
+    world: World,
+    *,
+    still_running: Mapping[str, RunningRun] | None = None,
+    duration_buckets: tuple[float, ...] | None = None,
+) -> Samples:
     """What the snapshot must show, computed from the simulator's own state (not our aggregation).
 
     `still_running` holds the runs the exporter has not learned the end of yet (its backlog), as it
@@ -102,6 +107,8 @@ def truth(world: World, *, still_running: Mapping[str, RunningRun] | None = None
         for rid, run in held.items()
         if rid not in listed
     ]
+    if duration_buckets is not None:
+        return expected_samples(runs, world.benchmark_names(), duration_buckets=duration_buckets)
     return expected_samples(runs, world.benchmark_names())
 
 

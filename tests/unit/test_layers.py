@@ -39,6 +39,11 @@ LAYERS = (
     ),
     Layer("sync", ("exporter.sync",), "what to ask the API each cycle, turned into metrics snapshots"),
     Layer(
+        "checkpoint",
+        ("exporter.checkpoint",),
+        "what the parts hold, kept on disk for a restart: reads the syncs' state, never drives a sync",
+    ),
+    Layer(
         "http",
         ("exporter.http",),
         "serves what metrics rendered; never drives a sync (the app wires the two)",
@@ -56,7 +61,7 @@ LAYERS = (
     ),
     Layer(
         "app",
-        ("exporter.app", "exporter.publisher"),
+        ("exporter.app", "exporter.publisher", "exporter.resume"),
         "builds one of everything from the settings, for every mode, and joins the parts' outcomes",
     ),
     Layer(

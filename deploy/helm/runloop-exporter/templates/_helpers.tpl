@@ -109,6 +109,9 @@ that crash-loops.
 {{- if and .Values.webConfig.tls (not .Values.webConfig.existingSecret) }}
 {{- fail "webConfig.tls is true but webConfig.existingSecret is empty: TLS needs a web config file from a Secret" }}
 {{- end }}
+{{- if and .Values.persistence.existingClaim (not .Values.persistence.enabled) }}
+{{- fail "persistence.existingClaim is set but persistence.enabled is false: enable persistence to keep the checkpoint on that claim" }}
+{{- end }}
 {{- if and .Values.networkPolicy.egress.enabled (not .Values.networkPolicy.enabled) }}
 {{- fail "networkPolicy.egress.enabled is true but networkPolicy.enabled is false: enable networkPolicy to restrict egress" }}
 {{- end }}
