@@ -422,6 +422,7 @@ def test_check_reports_what_it_found(world: World, simulator: Simulator) -> None
         f"api: {simulator.url}",
         "requests: at most 4 at once and 20 per second",
         "http: read-header timeout 10 s, idle timeout 120 s, at most 512 connections",
+        "checkpoint: none (RUNLOOP_EXPORTER_STATE_DIR is not set): a start reads in full",
         "key: accepted",
         f"runs: {len(runs)}",
         f"running: {states['running']}",
