@@ -134,12 +134,7 @@ class Checkpoints:
         for name, part in self._parts.items():
             path = self._store.path(name)
             try:
-                body, written_at = open_envelope(self._store.read(name), name, self._identity)
-                age_s = max(self._wall() - written_at, 0.0)
-                try:
-                    part.source.restore(body, age_s)
-                except (ValueError, TypeError, KeyError, IndexError) as exc:
-                    raise UnusableError(CORRUPT, f"damaged ({exc})") from None
+                body, age_s = self._restore(name, part)
             except UnusableError as exc:
                 out.append(Verdict(name, path, exc.result, exc.reason))
                 continue
@@ -178,15 +173,21 @@ class Checkpoints:
                         self._write(name, part, account)
         self._store.close()
 
+    def _restore(self, name: str, part: _Part) -> tuple[Any, float]:
+        """Read a part's checkpoint, check it against this process and restore it into the part: its
+        body and age. Raises UnusableError (a body out of shape is CORRUPT) and restores nothing then."""
+        body, written_at = open_envelope(self._store.read(name), name, self._identity)
+        age_s = max(self._wall() - written_at, 0.0)
+        try:
+            part.source.restore(body, age_s)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise UnusableError(CORRUPT, f"damaged ({exc})") from None
+        return body, age_s
+
     def _load(self, name: str, part: _Part) -> None:
         path = self._store.path(name)
         try:
-            body, written_at = open_envelope(self._store.read(name), name, self._identity)
-            age_s = max(self._wall() - written_at, 0.0)
-            try:
-                part.source.restore(body, age_s)
-            except (ValueError, TypeError, KeyError, IndexError) as exc:
-                raise UnusableError(CORRUPT, f"damaged ({exc})") from None
+            _, age_s = self._restore(name, part)
         except UnusableError as exc:
             self._telemetry.checkpoint_loads.labels(name, exc.result).inc()
             if exc.result == MISSING:
