@@ -10,7 +10,7 @@ import sys
 import time
 
 from bench.support import peak_rss_mb
-from exporter.app import build_sync
+from exporter.app import build_runs
 from exporter.http.server import MetricsServer
 from exporter.http.state import State
 from exporter.logs import configure
@@ -35,7 +35,7 @@ def main(url: str, mode: str, page_size: int) -> None:
     settings = Settings(
         demo=True, jobs=False, page_size=page_size, sync_mode="full" if mode == "full" else "incremental"
     )
-    sync = build_sync(settings, client, telemetry)
+    sync, _ = build_runs(settings, client, telemetry)
     snapshot = None
     for line in sys.stdin:
         command = line.strip()

@@ -85,11 +85,19 @@ class App:
     checkpoints: Checkpoints | None = None  # serve mode with a state directory
 
     def runs_cycle(self, publish: Publish[Snapshot], *, deadline_s: float | None) -> Cycle[Snapshot]:
-        """A cycle of the run sync, publishing to `publish` (then writing the checkpoint when due)."""
+        """A cycle of the run sync, publishing to `publish` (then writing the checkpoint when due); its
+        first outcome that is not "still reading" starts the jobs' first read (JobsPart)."""
         clients = [self.client, self.reader]
         kept = self.checkpoints
         after = None if kept is None else lambda: kept.after_cycle(RUNS)
-        return runs_cycle(self.sync, clients, self.telemetry, publish, deadline_s=deadline_s, after=after)
+
+        def published(outcome: Outcome[Snapshot]) -> None:
+            publish(outcome)
+            ended = outcome.snapshot is not None or not outcome.ok
+            if ended and self.jobs is not None and self.jobs.runs_ended():
+                self.bells[JOBS]()
+
+        return runs_cycle(self.sync, clients, self.telemetry, published, deadline_s=deadline_s, after=after)
 
     def jobs_cycle(
         self, publish: Publish[JobsSnapshot], *, deadline_s: float | None
@@ -184,20 +192,6 @@ def build_client(
         stop=stop,
         gate=RequestGate(settings.max_concurrent_requests, settings.max_requests_per_second, stop=stop),
     )
-
-
-def build_sync(
-    settings: Settings,
-    client: RunloopClient,
-    telemetry: Telemetry,
-    *,
-    names: BenchmarkNames | None = None,
-    reader: RunloopClient | None = None,
-    board: ReadBoard | None = None,
-    bell: Bell | None = None,
-) -> Sync:
-    """The run sync the settings ask for (see build_runs)."""
-    return build_runs(settings, client, telemetry, names=names, reader=reader, board=board, bell=bell)[0]
 
 
 def build_runs(
@@ -310,7 +304,8 @@ def _jobs_part(
     )
     telemetry.init_jobs()
     telemetry.init_folded((AGENT_LABEL, EXCEPTION_LABEL))
-    return JobsPart(jobs, count_folded=telemetry.count_folded, retry_s=settings.reconcile_interval_seconds)
+    retry_s = settings.reconcile_interval_seconds
+    return JobsPart(jobs, count_folded=telemetry.count_folded, retry_s=retry_s, wait_for_runs=True)
 
 
 def runs_cycle(

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from exporter.app import build_sync, jobs_cycle, runs_cycle
+from exporter.app import build_runs, jobs_cycle, runs_cycle
 from exporter.http.state import State
 from exporter.metrics.agents import AgentCaps
 from exporter.metrics.aggregate import Snapshot
@@ -54,7 +54,7 @@ def build(
     page_size: int = 100,
     full_reads: list[str] | None = None,
 ) -> tuple[Both, JobsSync, Telemetry]:
-    """The run sync wrapped with the jobs sync, as app.build_sync does, with a clock of our own."""
+    """The run sync wrapped with the jobs sync, as app.build does, with a clock of our own."""
     sync, telemetry = new_sync(url)
     client = RunloopClient(
         url, lambda: DEFAULT_API_KEY, retry=RetryPolicy(max_retries=0), gate=RequestGate(4, 1000.0)
@@ -589,7 +589,7 @@ def test_jobs_can_be_turned_off(simulator: Simulator, world: World) -> None:
     seed(world, 3)
     settings = Settings(base_url=simulator.url, jobs=False, api_key=SecretStr(DEFAULT_API_KEY))
     client = RunloopClient(simulator.url, lambda: DEFAULT_API_KEY)
-    snapshot = build_sync(settings, client, Telemetry()).run()
+    snapshot = build_runs(settings, client, Telemetry())[0].run()
     assert snapshot.jobs is None
     assert job_requests(simulator) == []
 

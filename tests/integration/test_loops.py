@@ -126,7 +126,9 @@ def test_a_job_that_changes_is_read_again_at_the_next_sync() -> None:
 
 def test_run_metrics_are_served_while_the_jobs_backfill_reads_for_many_intervals(tmp_path: Path) -> None:
     """The jobs backfill takes over ten 1 s intervals (heavy jobs at 0.5 MB/s); the runs are served first,
-    exact, and keep being published; the progress of the jobs read shows; then the jobs appear."""
+    exact, and keep being published; the progress of the jobs read shows; then the jobs appear.
+
+    Runs first: no jobs request before the runs' backfill (6 pages of 50) has been read."""
     world = World(order="newest_first", seed=7)
     for i in range(300):
         world.add_run(
@@ -142,12 +144,24 @@ def test_run_metrics_are_served_while_the_jobs_backfill_reads_for_many_intervals
                 "RUNLOOP_API_KEY": DEFAULT_API_KEY,
                 "RUNLOOP_EXPORTER_SYNC_INTERVAL_SECONDS": "1",
                 "RUNLOOP_EXPORTER_JOBS_PAGE_SIZE": "4",
+                "RUNLOOP_EXPORTER_PAGE_SIZE": "50",
             },
         ).start(tmp_path)
         try:
             scraped = exporter.wait_for_sync(after=0)
-            assert not job_part(scraped)  # the jobs are still being read
-            ratio = sample(scraped, "runloop_exporter_read_progress_ratio", part="jobs", reason="backfill")
+            exporter.wait_until(lambda: job_requests(sim), what="the first jobs request")
+            paths = [r.path for r in list(sim.requests)]
+            first_job = next(i for i, path in enumerate(paths) if path.startswith("/v1/benchmark_jobs"))
+            assert paths[:first_job].count("/v1/benchmark_runs") >= 6  # the whole runs backfill came first
+
+            def jobs_progress() -> float | None:
+                return sample(
+                    exporter.scrape(), "runloop_exporter_read_progress_ratio", part="jobs", reason="backfill"
+                )
+
+            exporter.wait_until(lambda: jobs_progress() is not None, what="the jobs backfill's progress")
+            assert not job_part(exporter.scrape())  # the jobs are still being read
+            ratio = jobs_progress()
             assert ratio is not None
             assert 0 <= ratio < 1
             assert exporter.get("/readyz").status_code == 200  # ready: the runs are read
@@ -161,6 +175,34 @@ def test_run_metrics_are_served_while_the_jobs_backfill_reads_for_many_intervals
             runs = sum(v for (name, _), v in agent_runs if name == "runloop_agent_benchmark_runs")
             assert runs == 40 * len(AGENTS)
             assert sim.max_in_flight_by.get("/v1/benchmark_jobs", 0) == 1  # never more than one at once
+        finally:
+            exporter.stop()
+
+
+def test_the_jobs_are_read_when_the_runs_cannot_be(tmp_path: Path) -> None:
+    """Runs first, not runs only: a runs' first cycle that fails lets the jobs' first read start."""
+    world = World(order="newest_first", seed=9)
+    seed(world, 12)
+    with Simulator(world) as sim:
+        sim.faults.fail_next(100_000, status=500, path_prefix="/v1/benchmark_runs")
+        exporter = Exporter(
+            [],
+            {
+                "RUNLOOP_BASE_URL": sim.url,
+                "RUNLOOP_API_KEY": DEFAULT_API_KEY,
+                "RUNLOOP_EXPORTER_SYNC_INTERVAL_SECONDS": "1",
+            },
+        ).start(tmp_path)
+        try:
+
+            def jobs_read() -> float | None:
+                return sample(exporter.scrape(), "runloop_exporter_jobs_syncs_total", result="success")
+
+            exporter.wait_until(jobs_read, what="a jobs sync that succeeded")
+            scraped = exporter.scrape()
+            assert sample(scraped, "runloop_up") == 0  # the runs were never read: no figures are served
+            assert sample(scraped, "runloop_exporter_jobs_available") == 1
+            assert not benchmark_part(scraped)
         finally:
             exporter.stop()
 
