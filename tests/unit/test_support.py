@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.metrics.exposition import Rendered, render_registry
 from exporter.metrics.telemetry import Telemetry
 from tests.support.deploy import check_shape, metric_names
+from tests.support.exporter_process import SyncReading
 from tests.support.ports import free_port
 from tests.support.samples import Samples, parse
 from tests.support.tools import require_tool
@@ -97,6 +98,41 @@ def test_parse_reads_what_prometheus_clients_parser_reads() -> None:
 def test_parse_refuses_a_line_that_is_not_a_whole_sample(line: str) -> None:
     with pytest.raises(ValueError, match="not a sample line"):
         parse(f"ok 1\n{line}\n")
+
+
+# --- a sync that started after now ----------------------------------------------------------------
+
+NOW = 1_800_000_000.0
+BEFORE = SyncReading(successes=3, failures=1, last_success=NOW - 0.5, count=4, total_s=2.0)
+
+
+@pytest.mark.parametrize(
+    ("after", "attributed"),
+    [
+        # one success, 0.25 s long, that ended 0.5 s after now: it started 0.25 s after now
+        (SyncReading(4, 1, NOW + 0.5, 5, 2.25), True),
+        # one success that ended after now but started before it (under way when the wait began)
+        (SyncReading(4, 1, NOW + 0.5, 5, 2.75), False),
+        # two syncs between the polls: whose duration is which is not known
+        (SyncReading(5, 1, NOW + 0.9, 6, 2.3), False),
+        # a failure, and a success whose result is not counted yet (scraped mid-record)
+        (SyncReading(3, 2, NOW - 0.5, 5, 2.1), False),
+        (SyncReading(3, 1, NOW - 0.5, 5, 2.1), False),
+        # counted, but its end not yet set: the last success has not moved
+        (SyncReading(4, 1, NOW - 0.5, 5, 2.1), False),
+    ],
+)
+def test_a_sync_is_known_to_have_started_after_now_only_when_it_is_the_one_recorded_since(
+    after: SyncReading, attributed: bool
+) -> None:
+    assert after.one_success_since(BEFORE, started_after=NOW) is attributed
+    assert not BEFORE.one_success_since(after, started_after=NOW)  # never backwards
+
+
+def test_no_attribution_from_a_reading_taken_mid_record() -> None:
+    mid = SyncReading(3, 1, NOW - 0.5, 5, 2.1)  # a duration counted, not yet its result
+    assert not mid.settled
+    assert not SyncReading(4, 1, NOW + 0.5, 5, 2.1).one_success_since(mid, started_after=NOW)
 
 
 # --- waiting -----------------------------------------------------------------------------------
