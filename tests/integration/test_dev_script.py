@@ -214,6 +214,6 @@ def test_dev_test_runs_in_parallel_on_the_workers_it_is_told(workers: str) -> No
     assert len(created) == 1, result.stdout
     count = int(created[0].removeprefix("created: ").split("/")[0])
     cores = len(os.sched_getaffinity(0))  # what nproc counts
-    assert count == (int(workers) if workers else max(4, 2 * cores)), created
+    assert count == (int(workers) if workers else max(4, 3 * cores)), created
     assert "scheduling tests via WorkStealingScheduling" in result.stdout
     assert "slowest 15 durations" in result.stdout
