@@ -212,9 +212,10 @@ def test_a_scheduled_reconcile_reads_beside_the_syncs_which_publish_exact_figure
     publishes exact figures under churn, and the reconcile, caught up when it ends, heals drift."""
     now = [0.0]
     world, running = world_of(20_000, 40)
-    with Simulator(world, latency=Latency(base_s=0.15)) as sim:
+    with Simulator(world) as sim:
         sync, telemetry = new_sync(sim.url, page_size=500, clock=lambda: now[0], reconcile_interval_s=600)
-        sync.run()
+        sync.run()  # the backfill, not under test: without latency
+        sim.latency = Latency(base_s=0.15)
         finished = str(world.runs()[5000]["id"])  # drift no probe sees: an ended run changed in place
         world.update_run(finished, score=0.01, state="completed", duration_ms=10)
         now[0] = 601.0

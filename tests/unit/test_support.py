@@ -1,4 +1,5 @@
-"""The helpers the tests stand on: a missing tool skips on a laptop but fails under CI; one way to wait."""
+"""The helpers the tests stand on: a missing tool skips on a laptop but fails under CI; the suite's own
+exposition parser reads what prometheus_client's reads; one way to wait."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.metrics.exposition import Rendered, render_registry
+from exporter.metrics.telemetry import Telemetry
 from tests.support.deploy import check_shape, metric_names
+from tests.support.exporter_process import SyncReading
 from tests.support.ports import free_port
+from tests.support.samples import Samples, parse
 from tests.support.tools import require_tool
 from tests.support.waiting import Child, NotYet, answers, get_json, wait_until
+from tests.unit.test_exposition import rich_snapshot
 
 MISSING = "runloop-no-such-tool"
 
@@ -43,6 +51,88 @@ def test_check_shape() -> None:
         "$.b[0]: expected <class 'str'>, got 1",
     ]
     assert check_shape({"a": 1, "c": []}, shape) == ["$.c: expected a mapping, got list"]
+
+
+# --- samples ------------------------------------------------------------------------------------
+
+
+def _upstream(text: str) -> Samples:
+    """What prometheus_client's own parser reads (the parse the suite used before its own)."""
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            samples[(found.name, frozenset(found.labels.items()))] = found.value
+    return samples
+
+
+def _same(ours: Samples, theirs: Samples) -> bool:
+    return ours.keys() == theirs.keys() and all(
+        ours[key] == theirs[key] or (ours[key] != ours[key] and theirs[key] != theirs[key])  # NaN is NaN
+        for key in ours
+    )
+
+
+def test_parse_reads_what_prometheus_clients_parser_reads() -> None:
+    registry = CollectorRegistry()
+    gauge = Gauge("runloop_odd", "odd label values", ["a", "b"], registry=registry)
+    gauge.labels('x"y\\z\nw', "").set(1.5)
+    gauge.labels("t\\n", "}} 5 {").set(float("nan"))
+    gauge.labels("+Inf", ",").set(float("-inf"))
+    gauge.labels("\\", 'a",b="c').set(-2e-300)
+    Counter("runloop_c", "help with \\ and \n", registry=registry).inc(3)
+    Histogram("runloop_h", "h", ["q"], registry=registry).labels("v").observe(0.3)
+    telemetry = Telemetry()
+    telemetry.count_request("/v1/benchmark_runs", "200")
+    exporter_body = Rendered.of(rich_snapshot()).body(render_registry(telemetry.registry), gzip=False)
+    for text in (generate_latest(registry).decode(), exporter_body.decode()):
+        ours = parse(text)
+        assert len(ours) > 10
+        assert _same(ours, _upstream(text))
+    assert parse("# HELP x y\n\nx 1 1700000000000\n") == {("x", frozenset()): 1.0}  # a timestamp is dropped
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['x{a="1"', 'x{a="1"} ', "x 1 2 3", 'x{a="1} 2', 'x{a="1",,b="2"} 3', "x{} ", "1x 2", "x{a=1} 2"],
+)
+def test_parse_refuses_a_line_that_is_not_a_whole_sample(line: str) -> None:
+    with pytest.raises(ValueError, match="not a sample line"):
+        parse(f"ok 1\n{line}\n")
+
+
+# --- a sync that started after now ----------------------------------------------------------------
+
+NOW = 1_800_000_000.0
+BEFORE = SyncReading(successes=3, failures=1, last_success=NOW - 0.5, count=4, total_s=2.0)
+
+
+@pytest.mark.parametrize(
+    ("after", "attributed"),
+    [
+        # one success, 0.25 s long, that ended 0.5 s after now: it started 0.25 s after now
+        (SyncReading(4, 1, NOW + 0.5, 5, 2.25), True),
+        # one success that ended after now but started before it (under way when the wait began)
+        (SyncReading(4, 1, NOW + 0.5, 5, 2.75), False),
+        # two syncs between the polls: whose duration is which is not known
+        (SyncReading(5, 1, NOW + 0.9, 6, 2.3), False),
+        # a failure, and a success whose result is not counted yet (scraped mid-record)
+        (SyncReading(3, 2, NOW - 0.5, 5, 2.1), False),
+        (SyncReading(3, 1, NOW - 0.5, 5, 2.1), False),
+        # counted, but its end not yet set: the last success has not moved
+        (SyncReading(4, 1, NOW - 0.5, 5, 2.1), False),
+    ],
+)
+def test_a_sync_is_known_to_have_started_after_now_only_when_it_is_the_one_recorded_since(
+    after: SyncReading, attributed: bool
+) -> None:
+    assert after.one_success_since(BEFORE, started_after=NOW) is attributed
+    assert not BEFORE.one_success_since(after, started_after=NOW)  # never backwards
+
+
+def test_no_attribution_from_a_reading_taken_mid_record() -> None:
+    mid = SyncReading(3, 1, NOW - 0.5, 5, 2.1)  # a duration counted, not yet its result
+    assert not mid.settled
+    assert not SyncReading(4, 1, NOW + 0.5, 5, 2.1).one_success_since(mid, started_after=NOW)
 
 
 # --- waiting -----------------------------------------------------------------------------------
