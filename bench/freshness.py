@@ -1,7 +1,8 @@
 """Freshness benchmark (issue 18): how soon the figures come and how old they get, with the runs and the
 benchmark jobs on loops of their own and every full read beside them.
 
-The simulator runs in this process: `--runs` runs and `--jobs` heavy jobs (`--scenarios` scenarios over 4
+The simulator runs in this process: `--runs` runs in the listing in all (each job's runs, one an agent
+config, among them) and `--jobs` heavy jobs (`--scenarios` scenarios over 4
 agent configs, 5 live jobs at the top), newest first, every request answered after a fixed latency (each
 value of `--latency-ms`) plus the body's transfer at 20 MB/s. The real exporter runs in a child process
 (`python -m exporter`) with a `--interval` of 5 s and both reconcile intervals at their minimum, 60 s, so
@@ -56,11 +57,17 @@ class Row:
 
 
 def make_world(runs: int, jobs: int, scenarios: int) -> World:
+    """`runs` runs in the listing in all: the jobs' own (one an agent config) and the rest."""
+    standalone = runs - RUNNING - jobs * len(AGENTS)
+    if standalone < 0:
+        raise SystemExit(
+            f"--runs must be at least {RUNNING + jobs * len(AGENTS)}: the jobs' runs are runs too"
+        )
     world = World(order="newest_first", seed=runs + jobs)
     ids = [f"bmd_{i:02d}" for i in range(BENCHMARKS)]
     for bid in ids:
         world.add_benchmark(bid, f"benchmark {bid}")
-    world.add_many_finished(runs - RUNNING, ids, start_ms=T0)
+    world.add_many_finished(standalone, ids, start_ms=T0)
     for i in range(RUNNING):
         world.add_run(benchmark_id=ids[i % BENCHMARKS], state="running", start_ms=T0 + 10**9 + i)
     for i in range(jobs):
@@ -72,6 +79,7 @@ def make_world(runs: int, jobs: int, scenarios: int) -> World:
             n_scenarios=scenarios,
             seed=i % 40,
         )
+    assert world.run_count() == runs, (world.run_count(), runs)
     return world
 
 
@@ -222,8 +230,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     world = make_world(args.runs, args.jobs, args.scenarios)
     print(
-        f"{args.runs} runs, {args.jobs} jobs of {args.scenarios} scenarios x 4 agents; interval {args.interval:g} s, "
-        f"reconciles every 60 s, watched {args.watch:g} s"
+        f"{args.runs} runs ({args.jobs * len(AGENTS)} of them the jobs'), {args.jobs} jobs of {args.scenarios} "
+        f"scenarios x {len(AGENTS)} agents; interval {args.interval:g} s, reconciles every 60 s, "
+        f"watched {args.watch:g} s"
     )
     print(
         f"{'lat_ms':>6} {'runs_s':>7} {'jobs_s':>7} {'old_runs_s':>10} {'old_jobs_s':>10} "
