@@ -28,12 +28,7 @@ from tests.support.runs_oracle import STATES, TERMINAL, expected_samples
 from tests.support.samples import Samples, benchmark_part, parse, sample
 
 SCRAPERS = 50
-# One process of 50 threads: each thread holds its own connection and request, so the exporter serves 50
-# at once, and the scrapers take at most one core (with five processes they took both of a 2-core machine
-# for the 20 s, and the suite's other tests waited). They parse fast enough to scrape more than five
-# processes did with prometheus_client's parser: some 2,500 scrapes alone on the machine, each scraper
-# more than 10 with three busy loops beside it.
-PROCESSES = 1
+PROCESSES = 5
 DURATION_S = 20.0  # long enough for a dozen syncs to publish under the scrapers, 1.5 s apart
 NOW_MS = 1_760_000_000_000
 
@@ -156,8 +151,8 @@ def test_fifty_scrapers_for_twenty_seconds_see_only_whole_snapshots(
     )
     before = exporter.wait_for_sync(after=0)
 
-    # The scrapers run in a process of their own, so that parsing 50 bodies competes neither with the
-    # simulator nor with the churn for this process's interpreter lock.
+    # The scrapers run in processes of their own, so that parsing 50 bodies at once competes neither
+    # with the simulator nor with the churn for this process's interpreter lock.
     changer = threading.Thread(target=churn.loop, name="churn")
     changer.start()
     spawn = multiprocessing.get_context("spawn")
